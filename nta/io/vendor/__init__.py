@@ -1,0 +1,1 @@
+"""Readers of instrument exports (NanoSight, ZetaView)."""
