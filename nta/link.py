@@ -1,0 +1,242 @@
+"""Link: drift estimate, search radius from physics, trackpy linking with memory.
+
+NTA samples often flow through the cell (NanoSight exports report 3–4 px/frame). Flow is
+removed *before* linking: a first drift estimate from the displacements between the
+features of consecutive frames (the peak of their 2-D histogram, which random pairs
+spread flat while true steps pile up around the drift), so the search radius only has to
+cover Brownian steps. After linking, trackpy's ``compute_drift`` on the tracks gives the
+drift that is subtracted for the diffusion estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from .calibration import Calibration, stokes_einstein_diffusion
+
+__all__ = [
+    "search_radius_px",
+    "estimate_drift_from_features",
+    "link_features",
+    "LinkResult",
+    "DEFAULT_MEMORY",
+]
+
+log = logging.getLogger(__name__)
+
+#: Frames a particle may vanish and still keep its track (gaps are handled by the kernel).
+DEFAULT_MEMORY = 3
+
+
+def search_radius_px(calibration: Calibration, *, smallest_diameter_nm: float, memory: int = DEFAULT_MEMORY,
+                     miss_probability: float = 1e-3, drift_uncertainty_px: float = 1.0) -> float:
+    """Largest expected frame-to-frame step of the smallest particle of interest, px.
+
+    The 2-D Brownian step of a particle with diffusion coefficient ``D`` over Δt is
+    Rayleigh-distributed with σ = √(2 D Δt) per axis; it exceeds r with probability
+    exp(−r² / 2σ²). The radius is r = σ √(−2 ln p) for a miss probability ``p``, plus the
+    uncertainty of the drift subtracted before linking.
+
+    Parameters
+    ----------
+    calibration : Calibration
+        Pixel size (µm/px), frame rate (frames/s), temperature (°C), viscosity (mPa·s).
+    smallest_diameter_nm : float
+        Smallest hydrodynamic diameter to follow, nm (default in the pipeline: the lower
+        edge of the size window).
+    memory : int
+        Unused for the radius (steps across a gap are not used for D); kept for the record.
+    miss_probability : float
+        Probability that a step of the smallest particle exceeds the radius (default 1e-3).
+    drift_uncertainty_px : float
+        Margin for the error of the drift estimate, px.
+
+    Returns
+    -------
+    float
+        Search radius, px.
+
+    References
+    ----------
+    .. [1] Einstein, A. Ann. Phys. 17, 549 (1905) (Stokes–Einstein and ⟨Δx²⟩ = 2DΔt).
+    """
+    D = stokes_einstein_diffusion(smallest_diameter_nm, calibration.temperature_c, calibration.viscosity_mpas)
+    sigma_px = math.sqrt(2.0 * D / calibration.fps) / calibration.pixel_size_um
+    return float(sigma_px * math.sqrt(-2.0 * math.log(miss_probability)) + drift_uncertainty_px)
+
+
+def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px: float, window_frames: int = 25,
+                                 bin_px: float = 0.5, smooth_px: float = 1.5) -> pd.DataFrame:
+    """Drift per frame from unlinked features: the peak of the displacement histogram.
+
+    For consecutive frames t, t+1 every pair of features closer than
+    ``max_displacement_px`` gives a displacement; over a window of frames the true
+    one-frame steps form a peak centred on the drift (Brownian steps are symmetric), on a
+    flat floor of chance pairs. The peak of the smoothed 2-D histogram, refined by the mean
+    of displacements within ``2 smooth_px`` of it, is the window's drift.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Columns ``frame``, ``x``, ``y`` (px).
+    max_displacement_px : float
+        Largest drift plus Brownian step considered, px.
+    window_frames : int
+        Frames pooled per estimate; the estimates are interpolated between window centres.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by every frame from the first to the last, columns ``dx_px``, ``dy_px``:
+        drift velocity (px/frame) from that frame to the next.
+    """
+    frames = np.sort(features["frame"].unique())
+    if frames.size < 2:
+        return pd.DataFrame({"dx_px": [0.0] * frames.size, "dy_px": [0.0] * frames.size}, index=pd.Index(frames, name="frame"))
+    grouped = {int(k): g[["x", "y"]].to_numpy() for k, g in features.groupby("frame", sort=True)}
+    R = float(max_displacement_px)
+    nb = int(math.ceil(2 * R / bin_px))
+    centres, vels = [], []
+    f0, f1 = int(frames[0]), int(frames[-1])
+    for start in range(f0, f1, window_frames):
+        disp = []
+        for t in range(start, min(start + window_frames, f1)):
+            a, b = grouped.get(t), grouped.get(t + 1)
+            if a is None or b is None or len(a) == 0 or len(b) == 0:
+                continue
+            tb = cKDTree(b)
+            pairs = tb.query_ball_point(a, R)
+            for i, js in enumerate(pairs):
+                if js:
+                    disp.append(b[js] - a[i])
+        if not disp:
+            continue
+        d = np.concatenate(disp)
+        H, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=nb, range=[[-R, R], [-R, R]])
+        H = ndimage.gaussian_filter(H, smooth_px / bin_px)
+        i, j = np.unravel_index(np.argmax(H), H.shape)
+        px, py = 0.5 * (xe[i] + xe[i + 1]), 0.5 * (ye[j] + ye[j + 1])
+        near = np.hypot(d[:, 0] - px, d[:, 1] - py) < 2 * smooth_px
+        if near.sum() >= 3:
+            px, py = d[near, 0].mean(), d[near, 1].mean()
+        centres.append(start + 0.5 * (min(start + window_frames, f1) - start))
+        vels.append((px, py))
+    allf = np.arange(f0, f1 + 1)
+    if not vels:
+        v = np.zeros((allf.size, 2))
+    else:
+        c = np.asarray(centres)
+        vv = np.asarray(vels)
+        v = np.column_stack([np.interp(allf, c, vv[:, 0]), np.interp(allf, c, vv[:, 1])])
+    return pd.DataFrame({"dx_px": v[:, 0], "dy_px": v[:, 1]}, index=pd.Index(allf, name="frame"))
+
+
+class LinkResult:
+    """Linked tracks and what linking did.
+
+    Attributes
+    ----------
+    tracks : pandas.DataFrame
+        Columns ``frame, x, y, mass, size, ..., particle, x_raw, y_raw``; ``x``, ``y`` have the
+        drift subtracted (px), ``x_raw``, ``y_raw`` are as located.
+    drift : pandas.DataFrame
+        Indexed by frame: ``dx_px``, ``dy_px``, the cumulative drift subtracted (px).
+    search_range_px : float
+        Search radius used, px.
+    notes : list of str
+        What linking had to do (adaptive search, dropped subnetworks), for the user.
+    """
+
+    def __init__(self, tracks, drift, search_range_px, notes, drift_velocity):
+        self.tracks = tracks
+        self.drift = drift
+        self.search_range_px = search_range_px
+        self.notes = notes
+        self.drift_velocity = drift_velocity
+
+
+def _cumulative(vel: pd.DataFrame) -> pd.DataFrame:
+    """Cumulative displacement at each frame from per-frame velocities (0 at the first frame)."""
+    c = vel.cumsum().shift(1, fill_value=0.0)
+    return c
+
+
+def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int = DEFAULT_MEMORY,
+                  max_drift_px: float = 10.0, drift_smoothing: int = 15) -> LinkResult:
+    """Link features into tracks with the drift removed first.
+
+    Steps: (1) drift velocity from unlinked features
+    (:func:`estimate_drift_from_features`); (2) positions shifted by the cumulative drift;
+    (3) :func:`trackpy.link` with ``memory`` and adaptive search (``adaptive_stop``), so
+    dense fields shrink the radius locally instead of failing with
+    ``SubnetOversizeException``; should it still fail, subnetworks that cannot be solved are
+    dropped (``link_strategy='drop'``) and a note says so; (4) residual drift from the
+    tracks with :func:`trackpy.compute_drift` (smoothed over ``drift_smoothing`` frames)
+    and subtracted.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Columns ``frame``, ``x``, ``y`` (px) and any others (kept).
+    search_range_px : float
+        Largest step between frames after drift removal, px (:func:`search_radius_px`).
+    memory : int
+        Frames a particle may vanish and keep its identity.
+    max_drift_px : float
+        Largest drift considered by the pre-link estimate, px/frame.
+    drift_smoothing : int
+        Frames in trackpy's rolling mean of the residual drift.
+
+    Returns
+    -------
+    LinkResult
+    """
+    import trackpy as tp
+
+    tp.quiet()
+    notes = []
+    feats = features.reset_index(drop=True).copy()
+    if feats.empty:
+        empty = feats.assign(particle=np.zeros(0, np.int64), x_raw=np.zeros(0), y_raw=np.zeros(0))
+        return LinkResult(empty, pd.DataFrame({"dx_px": [], "dy_px": []}), search_range_px, ["no features to link"], (0.0, 0.0))
+    vel = estimate_drift_from_features(feats, max_displacement_px=max_drift_px + search_range_px)
+    cum = _cumulative(vel)
+    feats["x_raw"] = feats["x"]
+    feats["y_raw"] = feats["y"]
+    off = cum.reindex(feats["frame"].to_numpy()).to_numpy()
+    feats["x"] = feats["x_raw"] - off[:, 0]
+    feats["y"] = feats["y_raw"] - off[:, 1]
+    stop = max(1.0, 0.3 * search_range_px)
+    try:
+        tracks = tp.link(feats, search_range_px, memory=memory, adaptive_stop=stop, adaptive_step=0.9)
+    except tp.SubnetOversizeException:
+        notes.append(
+            f"dense field: some subnetworks stayed unsolvable even at a {stop:.1f}-px search radius; "
+            "their features were left unlinked (trackpy link_strategy='drop')"
+        )
+        tracks = tp.link(feats, search_range_px, memory=memory, link_strategy="drop")
+    tracks = tracks.reset_index(drop=True)
+    tracks["particle"] = tracks["particle"].astype(np.int64)
+    # residual drift from the tracks themselves
+    if tracks["particle"].nunique() > 0 and tracks["frame"].nunique() > 1:
+        resid = tp.compute_drift(tracks, smoothing=drift_smoothing, pos_columns=["x", "y"])
+        resid = resid.reset_index(drop=False) if "frame" not in resid.columns else resid.reset_index(drop=True)
+        resid = resid.set_index("frame")[["x", "y"]].rename(columns={"x": "dx_px", "y": "dy_px"})
+        allf = cum.index
+        resid = resid.reindex(allf).interpolate(limit_direction="both").fillna(0.0)
+        r = resid.reindex(tracks["frame"].to_numpy()).to_numpy()
+        tracks["x"] = tracks["x"] - r[:, 0]
+        tracks["y"] = tracks["y"] - r[:, 1]
+        total = cum + resid
+    else:
+        total = cum
+    total.index.name = "frame"
+    steps = total.diff().dropna()
+    v = (float(steps["dx_px"].mean()), float(steps["dy_px"].mean())) if len(steps) else (0.0, 0.0)
+    return LinkResult(tracks, total, float(search_range_px), notes, v)
