@@ -688,42 +688,46 @@ class TiffSource(FrameSource):
         tif = self._tif
         if not tif.series:
             raise InputError("contains no images", path=self.path, fix="use a TIFF with image data")
-        s = tif.series[0]
-        axes, shp = s.axes, tuple(s.shape)
-        self._series = s
-        # move samples to the end, Y X before them
-        if "Y" not in axes or "X" not in axes:
-            raise InputError(f"has no Y/X image axes (axes {axes!r})", path=self.path,
+        s0 = tif.series[0]
+        if "Y" not in s0.axes or "X" not in s0.axes:
+            raise InputError(f"has no Y/X image axes (axes {s0.axes!r})", path=self.path,
                              fix="give a 2-D image stack")
-        self._axes = axes
-        self._has_s = "S" in axes
-        lead = [a for a in axes if a not in "YXS"]
-        self.n_frames = int(np.prod([shp[axes.index(a)] for a in lead])) if lead else 1
-        self.shape = (int(shp[axes.index("Y")]), int(shp[axes.index("X")]))
-        self.codec = f"tiff/{getattr(s.pages[0], 'compression', None)!s}".replace("COMPRESSION.", "")
-        self.fps_recorded = _tiff_fps(tif)
-        self.series_axes = axes
-        # memmap where contiguous and uncompressed
-        self._mm = None
-        try:
-            if s.dataoffset is not None:
-                self._mm = tifffile.memmap(self.path, series=0, mode="r")
-        except Exception:
-            self._mm = None
-        if self._mm is not None:
-            self._frames_view = self._normalise(self._mm, axes)
-        else:
-            self._frames_view = None
-            self._pages = [p for p in s.pages if p is not None]
-            per_page = self.n_frames / max(len(self._pages), 1)
-            if len(self._pages) == 0 or per_page != int(per_page):
-                self._pages = None  # fall back to whole-series reads by key
+        # Pages written one by one without stack metadata come out as one series per
+        # page: take every following series of the same layout as more frames.
+        parts = [s0]
+        for s in tif.series[1:]:
+            if s.axes == s0.axes and s.dtype == s0.dtype and \
+                    tuple(s.shape)[-3:] == tuple(s0.shape)[-3:] and len(s.shape) == len(s0.shape):
+                parts.append(s)
             else:
-                self._per_page = int(per_page)
+                break
+        self.n_series_ignored = len(tif.series) - len(parts)
+        self.series_axes = s0.axes
+        self._parts = []  # (n frames, memmap view (n, H, W[, S]) or None, series)
+        for k, s in enumerate(parts):
+            axes, shp = s.axes, tuple(s.shape)
+            n = int(np.prod([shp[axes.index(a)] for a in axes if a not in "YXS"]))
+            view = None
+            try:
+                if s.dataoffset is not None:
+                    mm = tifffile.memmap(self.path, series=k, mode="r")
+                    view = self._normalise(mm, axes)
+            except Exception:
+                view = None
+            self._parts.append((n, view, s))
+        self._offsets = np.cumsum([0] + [n for n, _, _ in self._parts])
+        self.n_frames = int(self._offsets[-1])
+        if self.n_frames == 0:
+            raise InputError("contains no image frames", path=self.path, fix="use a non-empty stack")
+        self.shape = (int(s0.shape[s0.axes.index("Y")]), int(s0.shape[s0.axes.index("X")]))
+        comp = getattr(s0.pages[0], "compression", None) if s0.pages else None
+        self.codec = "tiff" if comp is None else f"tiff/{getattr(comp, 'name', comp)}".lower()
+        self.fps_recorded = _tiff_fps(tif)
         first = self.read(0)
         self.dtype = first.dtype
 
-    def _normalise(self, arr, axes):
+    @staticmethod
+    def _normalise(arr, axes):
         """Return a view (n, H, W[, S]) with frames first, samples last."""
         order = [i for i, a in enumerate(axes) if a not in "YXS"]
         order += [axes.index("Y"), axes.index("X")]
@@ -734,29 +738,38 @@ class TiffSource(FrameSource):
 
     def read(self, index: int) -> np.ndarray:
         index = self._check_index(index)
-        if self._frames_view is not None:
-            return to_grey(np.array(self._frames_view[index]))
-        if self._pages is not None:
-            p, sub = divmod(index, self._per_page)
-            page = self._pages[p]
-            arr = page.asarray()
-            arr = self._normalise(arr, page.axes if len(page.axes) == arr.ndim else self._page_axes(arr))
-            return to_grey(np.ascontiguousarray(arr[sub]))
-        arr = self._series.asarray()  # last resort (non-standard layout): whole series
-        return to_grey(np.ascontiguousarray(self._normalise(arr, self._axes)[index]))
-
-    def _page_axes(self, arr):
-        return self._axes[-arr.ndim:]
+        k = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        n, view, series = self._parts[k]
+        j = index - int(self._offsets[k])
+        try:
+            if view is not None:
+                return to_grey(np.array(view[j]))
+            pages = series.pages
+            if len(pages) == n and pages[j] is not None:
+                page = pages[j]
+                arr = page.asarray()
+                axes = page.axes if len(page.axes) == arr.ndim else series.axes[-arr.ndim:]
+                return to_grey(np.ascontiguousarray(self._normalise(arr, axes)[0]))
+            # non-standard layout (several frames per page): read the series (rare)
+            arr = series.asarray()
+            return to_grey(np.ascontiguousarray(self._normalise(arr, series.axes)[j]))
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"reading frame {index} failed ({e.__class__.__name__}: {e}); "
+                             "the file may be truncated or damaged", path=self.path,
+                             fix="use a complete copy of the file") from None
 
     def info(self) -> dict:
         d = super().info()
-        d.update(series_axes=self.series_axes, memmap=self._mm is not None)
+        d.update(series_axes=self.series_axes,
+                 memmap=all(v is not None for _, v, _ in self._parts),
+                 n_series=len(self._parts), n_series_ignored=self.n_series_ignored)
         return d
 
     def close(self) -> None:
         tif = getattr(self, "_tif", None)
-        self._frames_view = None
-        self._mm = None
+        self._parts = []
         if tif is not None:
             tif.close()
 
