@@ -1,0 +1,242 @@
+"""The ``nta`` command: a thin layer over the public functions.
+
+Every error nta raises on purpose (:class:`nta.errors.NTAError`) is printed as one line,
+``nta: error: <file>: <problem> (<fix>)``, with exit code 2; no traceback. Ctrl-C or
+SIGTERM stop a run cleanly: the result file is left readable and marked incomplete
+(exit code 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import signal
+import sys
+
+from . import __version__
+from .errors import NTAError
+
+__all__ = ["main", "build_parser"]
+
+
+def _fmt(v, nd=1):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return "n/a" if not math.isfinite(v) else f"{v:.{nd}f}"
+    return str(v)
+
+
+def _ci(v, nd=1):
+    if not v or any(x is None or (isinstance(x, float) and not math.isfinite(x)) for x in v):
+        return ""
+    return f"  [95% CI {v[0]:.{nd}f}–{v[1]:.{nd}f}]"
+
+
+def format_summary(s: dict) -> str:
+    """Human-readable result table of a summary dictionary."""
+    lines = []
+    status = "complete" if s.get("complete", True) else f"INCOMPLETE ({s.get('status', '')})"
+    if "file" in s:
+        lines.append(f"file          {s['file']}  [{status}]")
+    lo, hi = (s.get("window_nm") or [40.0, 150.0])[:2]
+    lines.append(f"tracks valid  {s.get('tracks_valid', 'n/a')}" + (f" of {s['tracks_total']}" if "tracks_total" in s else ""))
+    if "n_frames" in s:
+        lines.append(f"frames        {s['n_frames']}   particles/frame {_fmt(s.get('particles_per_frame'))}   "
+                     f"drift {_fmt((s.get('drift_px_per_frame') or [float('nan')])[0], 2)}, "
+                     f"{_fmt((s.get('drift_px_per_frame') or [0, float('nan')])[1], 2)} px/frame")
+    lines.append(f"mean          {_fmt(s.get('mean_nm'))} nm{_ci(s.get('mean_nm_ci95'))}")
+    lines.append(f"mode          {_fmt(s.get('mode_nm'))} nm{_ci(s.get('mode_nm_ci95'))}")
+    lines.append(f"SD            {_fmt(s.get('sd_nm'))} nm")
+    lines.append(f"D10/D50/D90   {_fmt(s.get('d10_nm'))} / {_fmt(s.get('d50_nm'))} / {_fmt(s.get('d90_nm'))} nm{_ci(s.get('d50_nm_ci95'))} (D50)")
+    peaks = s.get("peaks_nm")
+    if peaks:
+        fr = s.get("peak_fractions") or [float("nan")] * len(peaks)
+        lines.append("peaks         " + ", ".join(f"{p:.1f} nm ({f:.0%})" for p, f in zip(peaks, fr)))
+    wf = s.get("window_fraction")
+    lines.append(f"in {lo:g}–{hi:g} nm  {_fmt(100 * wf if isinstance(wf, float) else wf)} %" + (
+        _ci([100 * x for x in s["window_fraction_ci95"]]) if s.get("window_fraction_ci95") and all(
+            isinstance(x, float) and math.isfinite(x) for x in s["window_fraction_ci95"]) else ""))
+    if s.get("tracks_valid"):
+        d50_in = "inside" if s.get("d50_in_window") else "OUTSIDE"
+        mode_in = "inside" if s.get("mode_in_window") else "OUTSIDE"
+        lines.append(f"window        D50 {d50_in}, mode {mode_in} the {lo:g}–{hi:g} nm window")
+    for n in s.get("notes") or []:
+        lines.append(f"note          {n}")
+    return "\n".join(lines)
+
+
+def _histogram_text(path, width=50) -> str:
+    """A small text plot of the size distribution."""
+    import numpy as np
+
+    from .store import read_distribution, read_summary
+
+    dist = read_distribution(path)
+    if "counts" not in dist or dist["counts"].sum() == 0:
+        return ""
+    s = read_summary(path)
+    edges, counts = dist["bin_edges_nm"], dist["counts"]
+    d90 = s.get("d90_nm") or edges[-1]
+    top = min(edges[-1], max(50.0, 1.6 * float(d90)))
+    step = max(1.0, math.ceil(top / 20 / 5) * 5)
+    e2 = np.arange(0, top + step, step)
+    c2 = np.array([counts[(edges[:-1] >= a) & (edges[:-1] < b)].sum() for a, b in zip(e2[:-1], e2[1:])])
+    m = c2.max() if c2.max() > 0 else 1
+    out = ["size distribution (number of tracks, per-track diameters):"]
+    for a, b, c in zip(e2[:-1], e2[1:], c2):
+        out.append(f"{a:7.0f}–{b:<6.0f} nm |{'#' * int(round(width * c / m)):<{width}}| {int(c)}")
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``nta`` command."""
+    p = argparse.ArgumentParser(prog="nta", description="Nanoparticle tracking analysis: NTA videos to sizes, distributions and HDF5.")
+    p.add_argument("--version", action="version", version=f"nta {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pp = sub.add_parser("process", help="process one video into sizes and an HDF5 result")
+    pp.add_argument("input", help="video (AVI, MOV, MP4), TIFF stack, or folder of images")
+    pp.add_argument("-o", "--output", required=True, help="result file (.h5)")
+    pp.add_argument("--pixel-size", type=float, dest="pixel_size_um", help="pixel size, µm/px (required)")
+    pp.add_argument("--fps", type=float, help="frame rate, frames/s (default: the container's)")
+    pp.add_argument("--temperature", type=float, dest="temperature_c", help="temperature, °C (required)")
+    pp.add_argument("--viscosity", type=float, dest="viscosity_mpas", help="viscosity, mPa·s (default: water at --temperature)")
+    pp.add_argument("--exposure", type=float, dest="exposure_ms", help="exposure time, ms (optional)")
+    pp.add_argument("--invert", action="store_true", help="dark particles on a bright background (bright-field)")
+    pp.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), default=(40.0, 150.0), help="size window, nm (default 40 150)")
+    pp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    pp.add_argument("--diameter", type=int, dest="diameter_px", help="feature diameter, odd px (default: estimated)")
+    pp.add_argument("--minmass", type=float, help="mass threshold (default: derived from the noise)")
+    pp.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics)")
+    pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
+    pp.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
+    pp.add_argument("--max-frames", type=int, help="process only the first N frames")
+    pp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ps = sub.add_parser("summary", help="print a result file's summary")
+    ps.add_argument("result", help="result file (.h5)")
+    ps.add_argument("--json", action="store_true", help="one JSON object")
+
+    pm = sub.add_parser("simulate", help="write a synthetic NTA video with its ground truth")
+    pm.add_argument("output", help="video file (.avi raw 8-bit grey, .tif stack, .mp4)")
+    pm.add_argument("--sizes", type=float, nargs="+", default=[100.0], help="diameters of the populations, nm")
+    pm.add_argument("--fractions", type=float, nargs="+", help="number fractions of the populations")
+    pm.add_argument("--size-cv", type=float, default=0.0, help="relative SD within each population")
+    pm.add_argument("--frames", type=int, default=300, help="number of frames")
+    pm.add_argument("--width", type=int, default=640)
+    pm.add_argument("--height", type=int, default=480)
+    pm.add_argument("--fps", type=float, default=25.0, help="frame rate, frames/s")
+    pm.add_argument("--pixel-size", type=float, default=0.166, dest="pixel_size_um", help="µm/px")
+    pm.add_argument("--exposure", type=float, dest="exposure_ms", help="exposure, ms")
+    pm.add_argument("--temperature", type=float, default=22.0, dest="temperature_c", help="°C")
+    pm.add_argument("--particles", type=float, default=40.0, dest="particles_per_frame", help="mean visible particles per frame")
+    pm.add_argument("--drift", type=float, nargs=2, default=(3.0, 0.0), metavar=("DX", "DY"), help="drift, px/frame")
+    pm.add_argument("--seed", type=int, default=0)
+    pm.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def _process(a) -> int:
+    from .pipeline import process
+
+    def log(msg):
+        print(f"nta: {msg}", file=sys.stderr)
+
+    process(
+        a.input,
+        a.output,
+        pixel_size_um=a.pixel_size_um,
+        fps=a.fps,
+        temperature_c=a.temperature_c,
+        viscosity_mpas=a.viscosity_mpas,
+        exposure_ms=a.exposure_ms,
+        invert=a.invert,
+        window_nm=tuple(a.window),
+        overwrite=a.overwrite,
+        diameter_px=a.diameter_px,
+        minmass=a.minmass,
+        search_range_px=a.search_range_px,
+        memory=a.memory,
+        min_track_length=a.min_track_length,
+        max_frames=a.max_frames,
+        progress=not a.no_progress and sys.stderr.isatty(),
+        command=" ".join(shlex.quote(x) for x in sys.argv),
+        log=log,
+    )
+    from .store import read_summary
+
+    s = read_summary(a.output)
+    h = _histogram_text(a.output)
+    if h:
+        print(h)
+    print(format_summary(s))
+    return 0
+
+
+def _summary(a) -> int:
+    from .store import dumps, read_summary
+
+    s = read_summary(a.result)
+    if a.json:
+        print(dumps(s))
+    else:
+        print(format_summary(s))
+    return 0
+
+
+def _simulate(a) -> int:
+    from .simulate import simulate_video
+
+    truth = simulate_video(
+        a.output,
+        sizes_nm=tuple(a.sizes),
+        fractions=None if a.fractions is None else tuple(a.fractions),
+        size_cv=a.size_cv,
+        n_frames=a.frames,
+        width=a.width,
+        height=a.height,
+        fps=a.fps,
+        pixel_size_um=a.pixel_size_um,
+        exposure_ms=a.exposure_ms,
+        temperature_c=a.temperature_c,
+        particles_per_frame=a.particles_per_frame,
+        drift_px_per_frame=tuple(a.drift),
+        seed=a.seed,
+        overwrite=a.overwrite,
+    )
+    keys = ["true_mean_nm", "true_median_nm", "true_sd_nm", "true_window_fraction", "mean_visible_per_frame"]
+    print(f"wrote {a.output}")
+    print(json.dumps({k: truth.get(k) for k in keys}))
+    return 0
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``nta`` command; returns the exit code."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    handlers = {"process": _process, "summary": _summary, "simulate": _simulate}
+    try:
+        return handlers[a.command](a)
+    except NTAError as e:
+        print(f"nta: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nta: interrupted; the result file (if any) is marked incomplete", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

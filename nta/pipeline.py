@@ -1,0 +1,321 @@
+"""process(): read → locate → link → diffusion/size → distribution → store, streaming.
+
+Frames are read in chunks and never held whole; located features stream into the HDF5
+file chunk by chunk; tracks, the per-track table, the distribution and the summary follow.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .calibration import make_calibration
+from .distribution import DEFAULT_WINDOW_NM, histogram, summarize_sizes
+from .errors import AnalysisError, CalibrationError, InputError
+from .io import open_frames
+from .link import DEFAULT_MEMORY, link_features, search_radius_px
+from .locate import (
+    background_model,
+    estimate_minmass,
+    estimate_spot_diameter,
+    locate_frames,
+    subtract_background,
+)
+from .store import ResultWriter, file_fingerprint
+
+__all__ = ["process", "DEFAULT_BACKGROUND_FRAMES"]
+
+#: Frames sampled (evenly through the video) for the temporal-median background.
+DEFAULT_BACKGROUND_FRAMES = 100
+
+
+def _versions() -> dict:
+    import h5py
+    import numba
+    import scipy
+    import trackpy
+
+    return {
+        "nta": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "trackpy": trackpy.__version__,
+        "h5py": h5py.__version__,
+        "numba": numba.__version__,
+        "platform": platform.platform(),
+    }
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total, desc):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def process(
+    input_path,
+    output_path,
+    *,
+    pixel_size_um=None,
+    fps=None,
+    temperature_c=None,
+    viscosity_mpas=None,
+    exposure_ms=None,
+    invert: bool = False,
+    window_nm=DEFAULT_WINDOW_NM,
+    overwrite: bool = False,
+    diameter_px: int | None = None,
+    minmass: float | None = None,
+    search_range_px: float | None = None,
+    smallest_diameter_nm: float | None = None,
+    memory: int = DEFAULT_MEMORY,
+    min_track_length: int | None = None,
+    chunk_size: int = 64,
+    n_background: int = DEFAULT_BACKGROUND_FRAMES,
+    max_frames: int | None = None,
+    n_boot: int = 1000,
+    progress: bool = False,
+    command: str | None = None,
+    log=None,
+) -> dict:
+    """Process one NTA recording into per-track sizes, a distribution and an HDF5 file.
+
+    Parameters
+    ----------
+    input_path : str or os.PathLike
+        Video (AVI, MOV/MP4), TIFF stack, or folder / glob of images.
+    output_path : str or os.PathLike
+        Result file (``.h5``). Never overwritten unless ``overwrite``.
+    pixel_size_um : float
+        Pixel size, µm/px. Required.
+    fps : float, optional
+        Frame rate, frames/s; default the container's, required when it has none.
+    temperature_c : float
+        Temperature, °C. Required.
+    viscosity_mpas : float, optional
+        Viscosity, mPa·s; default water at ``temperature_c``.
+    exposure_ms : float, optional
+        Exposure time, ms (for the motion-blur term of the localization precision).
+    invert : bool
+        Dark particles on a bright background (bright-field).
+    window_nm : (float, float)
+        Size window, nm (default 40–150 nm).
+    overwrite : bool
+        Replace an existing output.
+    diameter_px : int, optional
+        Feature diameter for the locator, odd px; default estimated from the spots.
+    minmass : float, optional
+        Mass threshold, counts; default derived from the measured noise.
+    search_range_px : float, optional
+        Linking radius, px; default from physics (:func:`nta.link.search_radius_px`) for
+        ``smallest_diameter_nm``.
+    smallest_diameter_nm : float, optional
+        Smallest particle to follow, nm: it sets the physical search radius. Default the
+        lower edge of ``window_nm`` (at least 10 nm).
+    memory : int
+        Linking memory, frames.
+    min_track_length : int, optional
+        Minimum number of one-frame steps for a track to enter the distribution
+        (default :data:`nta.diffusion.DEFAULT_MIN_TRACK_LENGTH`).
+    chunk_size : int
+        Frames per chunk (the streaming unit).
+    n_background : int
+        Frames sampled for the background median.
+    max_frames : int, optional
+        Process only the first ``max_frames`` frames.
+    n_boot : int
+        Bootstrap resamples for confidence intervals.
+    progress : bool
+        Show a progress bar on stderr.
+    command : str, optional
+        Command line, recorded in the file.
+    log : callable, optional
+        ``log(str)`` receives notes for the user (linking, calibration warnings).
+
+    Returns
+    -------
+    dict
+        The summary written to the file (see :func:`nta.distribution.summarize_sizes`),
+        plus run facts: ``n_frames``, ``features``, ``particles_per_frame``, ``tracks_total``,
+        ``drift_px_per_frame``, ``search_range_px``, ``diameter_px``, ``minmass``, ``notes``.
+
+    Raises
+    ------
+    CalibrationError
+        Pixel size, frame rate or temperature missing or impossible.
+    InputError
+        The input cannot be read, or holds no frames.
+    OutputExistsError
+        The output exists and ``overwrite`` is False.
+
+    Notes
+    -----
+    A run with no particles, or no track long enough, still writes a complete file whose
+    summary says so (``tracks_valid`` = 0, statistics NaN, ``notes`` giving the reason).
+    """
+    from .diffusion import DEFAULT_MIN_TRACK_LENGTH, per_track_table
+
+    say = log or (lambda s: None)
+    t_start = time.perf_counter()
+    input_path = Path(input_path) if not any(c in str(input_path) for c in "*?[") else input_path
+    lo, hi = float(window_nm[0]), float(window_nm[1])
+    if not (0 <= lo < hi):
+        raise CalibrationError(f"size window {lo:g}–{hi:g} nm is empty or negative", fix="give --window LOW HIGH with 0 ≤ LOW < HIGH (nm)")
+    src = open_frames(input_path, fps=fps)
+    try:
+        cal = make_calibration(
+            pixel_size_um=pixel_size_um,
+            fps=src.fps,
+            temperature_c=temperature_c,
+            viscosity_mpas=viscosity_mpas,
+            exposure_ms=exposure_ms,
+            sources={"fps": "flag" if fps is not None else "container"} if src.fps is not None else None,
+            input_name=str(input_path),
+        )
+        for w in cal.warnings:
+            say(f"warning: {w}")
+        min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
+        smallest = lo if smallest_diameter_nm is None else float(smallest_diameter_nm)
+        smallest = max(smallest, 10.0)
+        if search_range_px is None:
+            search_range = search_radius_px(cal, smallest_diameter_nm=smallest, memory=memory)
+        else:
+            search_range = float(search_range_px)
+
+        # ---- pass 1: background from frames sampled through the video ------------------
+        n_known = src.n_frames
+        stop = max_frames if max_frames is not None else None
+        if n_known is not None and stop is not None:
+            n_known = min(n_known, stop)
+        if n_known is None:
+            n_known = sum(c.shape[0] for _, c in src.chunks(chunk_size, stop=stop))
+        if n_known == 0:
+            raise InputError("the input holds no frames", fix="check the file was recorded completely", path=input_path)
+        step = max(1, n_known // max(1, n_background))
+        samples = [c for _, c in src.chunks(chunk_size, stop=n_known, step=step)]
+        sample = np.concatenate(samples, axis=0)
+        bg = background_model(sample)
+        probe = subtract_background(sample[np.linspace(0, len(sample) - 1, min(5, len(sample))).astype(int)], bg, invert=invert)
+        diameter = int(diameter_px) if diameter_px is not None else estimate_spot_diameter(probe)
+        if diameter % 2 == 0:
+            diameter += 1
+        noise = estimate_minmass(probe, diameter=diameter)
+        mm = float(minmass) if minmass is not None else noise["minmass"]
+        del sample, samples, probe
+
+        params = {
+            "invert": invert,
+            "window_nm": [lo, hi],
+            "diameter_px": diameter,
+            "diameter_source": "flag" if diameter_px is not None else "estimated from the spots' autocorrelation",
+            "minmass": mm,
+            "minmass_source": "flag" if minmass is not None else "noise-derived (0.05 noise features per frame)",
+            "noise_sd_counts": noise["noise_sd"],
+            "search_range_px": search_range,
+            "search_range_source": "flag" if search_range_px is not None else f"physics: 99.9 % of one-frame steps of a {smallest:g} nm particle + 1 px",
+            "memory_frames": memory,
+            "min_track_length_steps": min_len,
+            "background": f"temporal median of {len(range(0, n_known, step))} frames (every {step}th)",
+            "chunk_size": chunk_size,
+            "max_frames": max_frames,
+            "n_boot": n_boot,
+        }
+        with ResultWriter(output_path, overwrite=overwrite) as w:
+            w.set_provenance(
+                inputs=[file_fingerprint(input_path) if isinstance(input_path, Path) else {"path": str(input_path)}],
+                input_info=src.info(),
+                calibration=cal.to_dict(),
+                parameters=params,
+                versions=_versions(),
+                warnings=list(cal.warnings),
+                command=command or "",
+            )
+            # ---- pass 2: locate, streaming features into the file -----------------------
+            w.set_status("running: locating")
+            feats = []
+            n_frames = 0
+            bar = _Progress(progress, n_known, "locate")
+            try:
+                for first, chunk in src.chunks(chunk_size, stop=n_known):
+                    diff = subtract_background(chunk, bg, invert=invert)
+                    f = locate_frames(diff, first, diameter=diameter, minmass=mm)
+                    w.append_table("features", f)
+                    feats.append(f)
+                    n_frames += chunk.shape[0]
+                    bar.update(chunk.shape[0])
+            finally:
+                bar.close()
+            features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
+            t_locate = time.perf_counter()
+            notes = []
+            # ---- link -----------------------------------------------------------------
+            w.set_status("running: linking")
+            lr = link_features(features, search_range_px=search_range, memory=memory)
+            notes.extend(lr.notes)
+            tracks = lr.tracks
+            if len(tracks):
+                w.write_table("tracks", tracks[[c for c in ["frame", "particle", "x", "y", "x_raw", "y_raw", "mass", "size", "signal"] if c in tracks.columns]])
+            drift = lr.drift.reset_index()
+            w.write_table("drift", drift)
+            # ---- diffusion and size ---------------------------------------------------
+            w.set_status("running: sizing")
+            per = per_track_table(tracks, cal, min_track_length=min_len) if len(tracks) else pd.DataFrame(
+                {"particle": np.zeros(0, np.int64), "diameter_nm": np.zeros(0), "included": np.zeros(0, bool)})
+            w.write_table("per_track", per)
+            included = per["diameter_nm"].to_numpy()[per["included"].to_numpy(bool)] if len(per) else np.zeros(0)
+            # ---- distribution -----------------------------------------------------------
+            summary = summarize_sizes(included, window_nm=(lo, hi), n_boot=n_boot)
+            edges, counts = histogram(included)
+            w.write_arrays("distribution", {"bin_edges_nm": edges, "counts": counts},
+                           attrs={"weighting": "number", "kind": "per-track histogram, 1-nm bins"})
+            n_feat = int(len(features))
+            if n_feat == 0:
+                notes.append("no particles found: check --invert (dark particles on bright?), the focus, or give --minmass")
+            elif summary["tracks_valid"] == 0:
+                notes.append(f"no track has {min_len} or more one-frame steps with D > 0: the distribution is empty")
+            summary.update(
+                n_frames=int(n_frames),
+                features=n_feat,
+                particles_per_frame=float(n_feat / n_frames) if n_frames else float("nan"),
+                tracks_total=int(len(per)),
+                drift_px_per_frame=[float(lr.drift_velocity[0]), float(lr.drift_velocity[1])],
+                search_range_px=float(search_range),
+                diameter_px=int(diameter),
+                minmass=float(mm),
+                min_track_length_steps=int(min_len),
+                temperature_c=cal.temperature_c,
+                viscosity_mpas=cal.viscosity_mpas,
+                pixel_size_um=cal.pixel_size_um,
+                fps=cal.fps,
+                distribution="per-track histogram (number-weighted)",
+                notes=notes + [f"warning: {x}" for x in cal.warnings],
+                time_s=time.perf_counter() - t_start,
+                time_locate_s=t_locate - t_start,
+            )
+            w.write_summary(summary)
+            for n in notes:
+                say(n)
+            w.finish()
+        return summary
+    finally:
+        src.close()
