@@ -273,6 +273,10 @@ def test_tiff_stack_round_trip(tmp_path, dtype):
     idx, got = collect(src, chunk_size=2, start=1, step=3)
     assert idx == [1, 4, 7] and np.array_equal(got, frames[1::3])
     assert np.array_equal(src.read(5), frames[5])
+    assert np.array_equal(np.stack(list(src)), frames)  # frame-by-frame iteration
+    info = src.info()
+    assert info["memmap"] is True and info["dtype"] == np.dtype(dtype).name
+    assert info["n_frames"] == 9 and info["shape"] == (H, W)
     src.close()
 
 

@@ -760,6 +760,19 @@ class TiffSource(FrameSource):
                              "the file may be truncated or damaged", path=self.path,
                              fix="use a complete copy of the file") from None
 
+    def _read_indices(self, indices):
+        """Whole slices from a memory map where a chunk lies inside one 2-D-frame part."""
+        if len(indices) > 1:
+            k = int(np.searchsorted(self._offsets, indices[0], side="right")) - 1
+            n, view, _ = self._parts[k]
+            off = int(self._offsets[k])
+            if view is not None and view.ndim == 3 and indices[-1] < off + n:
+                block = np.array(view[indices[0] - off: indices[-1] - off + 1: indices.step])
+                for i, fr in zip(indices, block):
+                    yield i, fr
+                return
+        yield from super()._read_indices(indices)
+
     def info(self) -> dict:
         d = super().info()
         d.update(series_axes=self.series_axes,
@@ -884,6 +897,10 @@ def open_frames(path, *, fps: float | None = None) -> FrameSource:
     keeps the recorded one). Raises :class:`InputError` for missing, empty,
     unreadable or unsupported inputs.
     """
+    if isinstance(path, FrameSource):
+        if fps is not None:
+            path._fps_override = float(fps)
+        return path
     s = os.fspath(path)
     p = Path(s)
     if not p.exists() and _is_glob(s):
