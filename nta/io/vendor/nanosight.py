@@ -576,6 +576,14 @@ def _parse_summary(path, kind: str) -> NanoSightSummary:
         else:
             by_name[key] = (header, list(body))
     norm_names = {_norm(k): k for k in by_name}
+    if not set(norm_names) & {_norm(s) for s in EXPECTED_SECTIONS}:
+        raise ParseError(
+            "is not a NanoSight summary export: none of the sections "
+            + ", ".join(f"[{s}]" for s in EXPECTED_SECTIONS) + f" found (sections: "
+            + ", ".join(f"[{k}]" for k in by_name) + ")",
+            path=path,
+            fix="pass an NTA *ExperimentSummary.csv or per-video *_Summary.csv as exported "
+                "by the NanoSight software")
 
     def get(section):
         k = norm_names.get(_norm(section))
@@ -708,11 +716,6 @@ def _parse_summary(path, kind: str) -> NanoSightSummary:
     expected = EXPECTED_SECTIONS if kind == "experiment" else (
         "Conditions", "Settings", "Results", "Size Data")
     missing = [s for s in expected if _norm(s) not in present]
-    if kind == "experiment" and not (present & {_norm(s) for s in EXPECTED_SECTIONS}):
-        raise ParseError(
-            "is not a NanoSight summary export: none of the sections "
-            + ", ".join(f"[{s}]" for s in EXPECTED_SECTIONS) + " found",
-            path=path, fix="pass an NTA *ExperimentSummary.csv")
     if missing:
         notes.append("missing sections: " + ", ".join(f"[{s}]" for s in missing))
 
