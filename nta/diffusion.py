@@ -108,6 +108,12 @@ def flatten_tracks(tracks: pd.DataFrame, pos_columns=("x", "y")):
         A required column is missing; ``particle`` or ``frame`` has missing or
         non-integral values; a particle has two rows in the same frame.
     """
+    ids, pos, frame, offsets, _, _ = _flatten(tracks, pos_columns)
+    return ids, pos, frame, offsets
+
+
+def _flatten(tracks, pos_columns):
+    """flatten_tracks, also returning the normalised table and the sort order of its rows."""
     if not isinstance(tracks, pd.DataFrame):
         raise ValueError(f"tracks must be a pandas DataFrame, got {type(tracks).__name__}")
     pos_columns = tuple(pos_columns)
@@ -132,7 +138,7 @@ def flatten_tracks(tracks: pd.DataFrame, pos_columns=("x", "y")):
     pos = np.column_stack(
         [pd.to_numeric(df[c], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan) for c in pos_columns]
     ) if len(df) else np.empty((0, 2), np.float64)
-    order = np.lexsort((frame, particle))
+    order = _track_order(particle, frame)
     particle = particle[order]
     frame = np.ascontiguousarray(frame[order])
     pos = np.ascontiguousarray(pos[order], dtype=np.float64).reshape(-1, 2)
@@ -144,11 +150,26 @@ def flatten_tracks(tracks: pd.DataFrame, pos_columns=("x", "y")):
                 f"particle {int(particle[i])} has more than one row in frame {int(frame[i])}; "
                 "a track must have at most one position per frame"
             )
-    ids, starts = np.unique(particle, return_index=True)
+    # particle is sorted: tracks start where it changes
+    starts = np.flatnonzero(np.concatenate([[True], particle[1:] != particle[:-1]])) if particle.size else np.empty(0, np.int64)
+    ids = particle[starts]
     offsets = np.empty(ids.size + 1, np.int64)
     offsets[:-1] = starts
     offsets[-1] = particle.size
-    return ids.astype(np.int64), pos, frame, offsets
+    return ids.astype(np.int64), pos, frame, offsets, df, order
+
+
+def _track_order(particle, frame):
+    """Row order sorting by particle then frame (one integer key when it fits, else lexsort)."""
+    if particle.size == 0:
+        return np.empty(0, np.intp)
+    p0, p1 = int(particle.min()), int(particle.max())
+    f0, f1 = int(frame.min()), int(frame.max())
+    span = f1 - f0 + 1
+    if (p1 - p0 + 1) * span < 2**62:
+        key = (particle - p0) * span + (frame - f0)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((frame, particle))
 
 
 def _integral_column(col: pd.Series, name: str) -> np.ndarray:
@@ -437,7 +458,7 @@ def per_track_table(tracks: pd.DataFrame, calibration: Calibration, *, min_track
         raise ValueError(f"calibration must be an nta.calibration.Calibration, got {type(calibration).__name__}")
     if int(min_track_length) != min_track_length or min_track_length < 2:
         raise ValueError(f"min_track_length must be an integer >= 2 (valid steps), got {min_track_length!r}")
-    ids, pos, frame, offsets = flatten_tracks(tracks, pos_columns)
+    ids, pos, frame, offsets, df, order = _flatten(tracks, pos_columns)
     res = diffusion_coefficients(
         pos, frame, offsets, pixel_size_um=calibration.pixel_size_um, fps=calibration.fps, exposure_ms=calibration.exposure_ms
     )
@@ -449,16 +470,11 @@ def per_track_table(tracks: pd.DataFrame, calibration: Calibration, *, min_track
     d = res["D_um2_s"]
     diameter = np.asarray(stokes_einstein_diameter(d, calibration.temperature_c, calibration.viscosity_mpas), dtype=np.float64).reshape(-1)
     mass_mean = np.full(n_tracks, np.nan)
-    df = tracks
     if "mass" in df.columns and n_tracks:
-        if any(n in df.columns for n in df.index.names if n is not None):
-            df = df.reset_index(drop=True)
-        mass = pd.to_numeric(df["mass"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        particle = _integral_column(df["particle"], "particle")
-        k = np.searchsorted(ids, particle)
+        mass = pd.to_numeric(df["mass"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)[order]
         fin = np.isfinite(mass)
-        sums = np.bincount(k[fin], weights=mass[fin], minlength=n_tracks)
-        counts = np.bincount(k[fin], minlength=n_tracks)
+        sums = np.add.reduceat(np.where(fin, mass, 0.0), offsets[:-1])
+        counts = np.add.reduceat(fin.astype(np.int64), offsets[:-1])
         with np.errstate(invalid="ignore", divide="ignore"):
             mass_mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     with np.errstate(invalid="ignore"):
