@@ -442,8 +442,13 @@ def test_error_truncated_video(tmp_path):
         with pytest.raises((InputError, TruncatedVideoWarning)) as ei:
             collect(src)
     if ei.type is InputError:
-        assert "the file may be truncated" in str(ei.value)
-        assert "at frame" in str(ei.value)
+        msg = str(ei.value)
+        assert "cut.avi" in msg and "the file may be truncated" in msg
+        k = int(msg.split("at frame ")[1].split()[0])
+        assert 0 < k < 30
+        # the frames before the damage stay readable, as the message suggests
+        idx, got = collect(open_frames(cut), stop=k)
+        assert idx == list(range(k)) and np.array_equal(got, frames[:k])
 
 
 def test_error_truncated_mjpeg_warns(tmp_path):

@@ -438,13 +438,19 @@ class VideoSource(FrameSource):
             pass
         return container, stream
 
-    def _decode(self, container, stream):
-        """Yield (index, av.VideoFrame); decode errors become InputError."""
+    def _decode(self, container, stream, stop=math.inf):
+        """Yield (index, av.VideoFrame) for frames below ``stop``; decode errors become InputError.
+
+        No packet is decoded once ``stop`` frames have come out, so a file damaged
+        after frame ``stop`` still reads up to it.
+        """
         import av
 
         i = 0
         try:
             for packet in container.demux(stream):
+                if i >= stop:
+                    return
                 for frame in packet.decode():
                     yield i, frame
                     i += 1
@@ -474,14 +480,12 @@ class VideoSource(FrameSource):
         stop = math.inf if stop is None else int(stop)
         container, stream = self._open()
         times = []
-        full_pass = True
         buf: list[np.ndarray] = []
         first_idx = None
         n = 0
         try:
-            for i, frame in self._decode(container, stream):
+            for i, frame in self._decode(container, stream, stop):
                 if i >= stop:
-                    full_pass = False
                     break
                 n = i + 1
                 times.append(self._frame_time(frame, stream))
@@ -501,7 +505,7 @@ class VideoSource(FrameSource):
                     buf, first_idx = [], None
         finally:
             container.close()
-        if full_pass:
+        if n < stop:  # the decoder ran out before stop: a full pass
             self._finish_pass(n, times)
         if buf:
             yield first_idx, np.stack(buf)
