@@ -277,6 +277,9 @@ def test_tiff_stack_round_trip(tmp_path, dtype):
     info = src.info()
     assert info["memmap"] is True and info["dtype"] == np.dtype(dtype).name
     assert info["n_frames"] == 9 and info["shape"] == (H, W)
+    clone = pickle.loads(pickle.dumps(src))
+    assert np.array_equal(clone.read(8), frames[8])
+    clone.close()
     src.close()
 
 

@@ -784,6 +784,10 @@ class TiffSource(FrameSource):
                  n_series=len(self._parts), n_series_ignored=self.n_series_ignored)
         return d
 
+    def __reduce__(self):
+        # open file handles and memory maps do not pickle: reopen on the other side
+        return (type(self), (self.path,), {"_fps_override": self._fps_override})
+
     def close(self) -> None:
         tif = getattr(self, "_tif", None)
         self._parts = []
