@@ -6,6 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+try:  # hypothesis is a test extra; without it only the property test is skipped
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    st = None
 from naive import naive_cve_tracks
 from nta.calibration import make_calibration, stokes_einstein_diameter, stokes_einstein_diffusion
 from nta.diffusion import (
@@ -408,3 +413,62 @@ def test_dask_equals_plain():
                 np.testing.assert_array_equal(res[key], plain[key])
         empty = diffusion_coefficients_dask(client, np.empty((0, 2)), np.empty(0, np.int64), np.zeros(1, np.int64), pixel_size_um=PX_UM, fps=FPS)
         assert all(v.shape == (0,) for v in empty.values())
+
+
+def test_dask_local_cluster_processes():
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(22)
+    pos, frame, offsets = random_tracks(rng, n_tracks=120)
+    plain = diffusion_coefficients(pos, frame, offsets, pixel_size_um=PX_UM, fps=FPS)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            res = diffusion_coefficients_dask(client, pos, frame, offsets, pixel_size_um=PX_UM, fps=FPS)
+    for key in plain:
+        np.testing.assert_array_equal(res[key], plain[key])
+
+
+# --------------------------------------------------------------------------- numba cache and properties
+
+
+def test_kernels_cached_beside_the_source():
+    import pathlib
+
+    import nta.kernels.diffusion as kd
+
+    cve_tracks(np.zeros((3, 2)), np.arange(3, dtype=np.int64), np.array([0, 3], dtype=np.int64), 0.1)
+    expected = pathlib.Path(kd.__file__).parent / "__pycache__"
+    for f in (kd.cve_tracks, kd.cve_tracks_serial, kd._cve_one):
+        assert type(f._cache).__name__ == "FunctionCache"  # cache=True (NullCache otherwise)
+        assert pathlib.Path(f._cache._cache_path) == expected
+    assert list(expected.glob("diffusion.cve_tracks-*.nbi"))
+
+
+if st is not None:
+
+    @st.composite
+    def track_sets(draw):
+        n_tracks = draw(st.integers(0, 6))
+        pos_l, frame_l, lengths = [], [], []
+        for _ in range(n_tracks):
+            m = draw(st.integers(0, 12))
+            jumps = draw(st.lists(st.sampled_from([1, 1, 1, 2, 5]), min_size=m, max_size=m))
+            fr = np.cumsum(np.array(jumps, dtype=np.int64)) if m else np.empty(0, np.int64)
+            xs = draw(st.lists(st.one_of(st.floats(-1e3, 1e3), st.just(np.nan)), min_size=2 * m, max_size=2 * m))
+            pos_l.append(np.array(xs, dtype=float).reshape(m, 2))
+            frame_l.append(fr)
+            lengths.append(m)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        pos = np.concatenate(pos_l).reshape(-1, 2) if pos_l else np.empty((0, 2))
+        frame = np.concatenate(frame_l).astype(np.int64) if frame_l else np.empty(0, np.int64)
+        return np.ascontiguousarray(pos), frame, offsets
+
+
+    @settings(max_examples=150, deadline=None)
+    @given(track_sets(), st.sampled_from([0.0, 1 / 12, 1 / 6]))
+    def test_kernel_matches_naive_property(tracks, r):
+        pos, frame, offsets = tracks
+        got = cve_tracks(pos, frame, offsets, r)
+        ref = naive_cve_tracks(pos, frame, offsets, r)
+        for x, y in zip(got, ref):
+            # positions up to 1e3 px: compare with an absolute floor for cancellations
+            np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-7, equal_nan=True)
