@@ -18,6 +18,7 @@ __all__ = [
     "window_fraction",
     "bootstrap_ci",
     "summarize_sizes",
+    "size_distribution",
 ]
 
 #: Default exosome (small extracellular vesicle) size window, nm.
@@ -224,3 +225,42 @@ def summarize_sizes(diameters_nm, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 
     out["d50_in_window"] = bool(lo <= out["d50_nm"] <= hi)
     out["mode_in_window"] = bool(lo <= out["mode_nm"] <= hi)
     return out
+
+
+def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 1000, seed: int = 0):
+    """The pipeline's distribution stage: per-track table in, summary and arrays out.
+
+    Parameters
+    ----------
+    per_track : pandas.DataFrame
+        From :func:`nta.diffusion.per_track_table`: ``diameter_nm`` (nm), ``included`` (bool),
+        ``D_um2_s``, ``D_var_um4_s2``, ``n_steps``, ``sigma_loc_um``, ``mass_mean``.
+    calibration : nta.calibration.Calibration
+        Temperature (°C) and viscosity (mPa·s) for converting D to diameter.
+    window_nm : (float, float)
+        Size window, nm.
+    n_boot : int
+        Bootstrap resamples for confidence intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    summary : dict
+        As :func:`summarize_sizes`, plus ``distribution`` naming the estimator used.
+    arrays : dict of ndarray
+        For the ``/distribution`` group: ``bin_edges_nm`` (m + 1,), ``counts`` (m,), ...
+    attrs : dict
+        Attributes of the ``/distribution`` group (weighting, estimator).
+    """
+    if len(per_track):
+        inc = per_track["included"].to_numpy(bool)
+        d = per_track["diameter_nm"].to_numpy(float)[inc]
+    else:
+        d = np.zeros(0)
+    summary = summarize_sizes(d, window_nm=window_nm, n_boot=n_boot, seed=seed)
+    summary["distribution"] = "per-track histogram (number-weighted)"
+    edges, counts = histogram(d)
+    arrays = {"bin_edges_nm": edges, "counts": counts}
+    attrs = {"weighting": "number", "kind": "per-track histogram, 1-nm bins"}
+    return summary, arrays, attrs

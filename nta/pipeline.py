@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import __version__
 from .calibration import make_calibration
-from .distribution import DEFAULT_WINDOW_NM, histogram, summarize_sizes
+from .distribution import DEFAULT_WINDOW_NM, size_distribution
 from .errors import AnalysisError, CalibrationError, InputError
 from .io import open_frames
 from .link import DEFAULT_MEMORY, link_features, search_radius_px
@@ -282,12 +282,9 @@ def process(
             per = per_track_table(tracks, cal, min_track_length=min_len) if len(tracks) else pd.DataFrame(
                 {"particle": np.zeros(0, np.int64), "diameter_nm": np.zeros(0), "included": np.zeros(0, bool)})
             w.write_table("per_track", per)
-            included = per["diameter_nm"].to_numpy()[per["included"].to_numpy(bool)] if len(per) else np.zeros(0)
             # ---- distribution -----------------------------------------------------------
-            summary = summarize_sizes(included, window_nm=(lo, hi), n_boot=n_boot)
-            edges, counts = histogram(included)
-            w.write_arrays("distribution", {"bin_edges_nm": edges, "counts": counts},
-                           attrs={"weighting": "number", "kind": "per-track histogram, 1-nm bins"})
+            summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot)
+            w.write_arrays("distribution", arrays, attrs=dist_attrs)
             n_feat = int(len(features))
             if n_feat == 0:
                 notes.append("no particles found: check --invert (dark particles on bright?), the focus, or give --minmass")
@@ -307,7 +304,6 @@ def process(
                 viscosity_mpas=cal.viscosity_mpas,
                 pixel_size_um=cal.pixel_size_um,
                 fps=cal.fps,
-                distribution="per-track histogram (number-weighted)",
                 notes=notes + [f"warning: {x}" for x in cal.warnings],
                 time_s=time.perf_counter() - t_start,
                 time_locate_s=t_locate - t_start,
