@@ -846,61 +846,81 @@ def _read_particle_table(path, required, what):
             f"{what} header lacks column(s) {missing} (header: {header})",
             path=path, fix=f"export the full {what} table from the NanoSight software")
     notes = []
-    body = [ln for ln in lines[hdr_i + 1:]]
-    while body and not body[-1].strip(",; \t"):
-        body.pop()
-    rows = list(csv.reader(body))
     ncol = len(header)
+    body_lines = lines[hdr_i + 1:]
+    while body_lines and not body_lines[-1].strip(",; \t"):
+        body_lines.pop()
     # a truncated last line (file cut mid-write) is dropped and noted
-    if rows and len(_trim(rows[-1])) < ncol and not text.endswith(("\n", "\r")):
-        notes.append(f"last line ({hdr_i + 1 + len(rows)}) truncated "
-                     f"({len(_trim(rows[-1]))} of {ncol} fields); dropped")
-        rows.pop()
-    data = {nm: [] for nm in names}
-    for ln, row in enumerate(rows, start=hdr_i + 2):
-        cells = [c.strip() for c in row]
-        if not any(cells):
-            continue
-        if len(_trim(cells)) > ncol:
-            raise ParseError(
-                f"line {ln} has {len(_trim(cells))} fields, the header has {ncol}",
-                path=path, fix="check that the file was not edited or concatenated")
-        cells += [""] * (ncol - len(cells))
-        for nm, c in zip(names, cells):
-            data[nm].append(c)
+    if body_lines and not text.endswith(("\n", "\r")):
+        last = _trim(next(csv.reader([body_lines[-1]]), []))
+        if len(last) < ncol:
+            notes.append(f"last line ({hdr_i + 1 + len(body_lines)}) truncated "
+                         f"({len(last)} of {ncol} fields); dropped")
+            body_lines.pop()
+    spare = 8  # tolerate trailing empty fields; non-empty surplus fields are an error
+    flag_cols = [k for k, nm in enumerate(names) if nm == "included"]
+    try:
+        table = pd.read_csv(
+            io.StringIO("\n".join(body_lines)), header=None, names=list(range(ncol + spare)),
+            dtype={k: str for k in flag_cols}, keep_default_na=False, na_values=[""],
+            skipinitialspace=True, skip_blank_lines=True, index_col=False, engine="c",
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise ParseError(
+            f"{what} rows cannot be split into the header's {ncol} columns "
+            f"({str(exc).strip().splitlines()[-1]})",
+            path=path, fix="check that the file was not edited or concatenated") from None
+
+    def _blank(c):
+        if c.dtype.kind in "biuf":
+            return c.isna()
+        return c.isna() | c.astype(str).str.strip().eq("")
+
+    surplus = ~pd.concat([_blank(table[k]) for k in range(ncol, ncol + spare)], axis=1).all(axis=1)
+    if surplus.any():
+        j = int(np.flatnonzero(surplus.to_numpy())[0])
+        nf = max(k for k in range(ncol + spare) if not _blank(table[k].iloc[[j]]).iloc[0]) + 1
+        raise ParseError(
+            f"data row {j + 1} has {nf} fields, the header has {ncol}",
+            path=path, fix="check that the file was not edited or concatenated")
+    table = table.iloc[:, :ncol]
+    empty_row = pd.concat([_blank(table[k]) for k in range(ncol)], axis=1).all(axis=1)
+    table = table[~empty_row].reset_index(drop=True)
+    known_names = {n for _, n in _PARTICLE_COLUMNS}
     out = {}
-    for nm, h in zip(names, header):
-        col = data[nm]
+    for k, (nm, h) in enumerate(zip(names, header)):
+        col = table[k]
         if nm == "included":
-            vals = []
-            for j, c in enumerate(col):
-                lc = c.lower()
-                if lc in _TRUE:
-                    vals.append(True)
-                elif lc in _FALSE:
-                    vals.append(False)
-                elif lc == "":
-                    vals.append(pd.NA)
-                else:
-                    raise ParseError(
-                        f"'{h}' value {c!r} (data row {j + 1}) is not True/False, 1/0 or "
-                        "Yes/No", path=path, fix="check the file was exported unedited")
-            out[nm] = (pd.array(vals, dtype="boolean") if any(v is pd.NA for v in vals)
-                       else np.array(vals, dtype=bool))
+            low = col.str.strip().str.lower()
+            flag = low.map({**{t: True for t in _TRUE}, **{f: False for f in _FALSE}})
+            bad = flag.isna() & low.notna() & low.ne("")
+            if bad.any():
+                j = int(np.flatnonzero(bad.to_numpy())[0])
+                raise ParseError(
+                    f"'{h}' value {col[j]!r} (data row {j + 1}) is not True/False, 1/0 or "
+                    "Yes/No", path=path, fix="check the file was exported unedited")
+            if flag.isna().any():
+                out[nm] = pd.array([None if pd.isna(v) else bool(v) for v in flag],
+                                   dtype="boolean")
+            else:
+                out[nm] = flag.to_numpy(dtype=bool)
             continue
-        known = nm in {n for _, n in _PARTICLE_COLUMNS}
-        nums = np.array([_num(c) for c in col], dtype=float)
-        bad = [j for j, (c, v) in enumerate(zip(col, nums)) if c and math.isnan(v)
-               and c.lower() != "nan"]
-        if bad and known:
-            j = bad[0]
+        if col.dtype.kind in "biuf":
+            nums = col.to_numpy(dtype=float)
+            bad = np.zeros(len(nums), dtype=bool)
+        else:  # some cell is not a number: find it (slow path, odd files only)
+            sc = col.astype(object).where(col.notna(), "").astype(str).str.strip()
+            nums = pd.to_numeric(sc.where(sc.ne(""), None), errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan)
+            bad = np.isnan(nums) & sc.ne("").to_numpy() & sc.str.lower().ne("nan").to_numpy()
+        if nm not in known_names:
+            out[h] = col.map(_value).tolist() if bad.any() else nums
+            continue
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
             raise ParseError(
-                f"column '{h}' has a non-numeric value {col[j]!r} on data row {j + 1} "
-                f"(line {hdr_i + 2 + j})",
+                f"column '{h}' has a non-numeric value {col[j]!r} on data row {j + 1}",
                 path=path, fix="check the file for damage or re-export it")
-        if not known:
-            out[h] = [_value(c) for c in col] if bad else nums
-            continue
         if nm == "D_um2_s":
             nums = nums * _diffusion_scale(h)
         if nm in _INT_COLUMNS:
