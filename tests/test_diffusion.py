@@ -216,7 +216,7 @@ def test_stokes_einstein_reference():
 
 
 def test_unit_conversion_exact():
-    # one track with steps chosen so that D̂ = 1 px²/frame exactly at R = 0
+    # the wrapper's outputs are the kernel's, converted: D × px² × fps, σ × px
     rng = np.random.default_rng(3)
     pos, frame, offsets = simulate_blurred_brownian(rng, 5, 50, 3.0, 0.2)
     raw = cve_tracks(pos, frame, offsets, 1 / 6)
