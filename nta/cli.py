@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
     pp.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
     pp.add_argument("--max-frames", type=int, help="process only the first N frames")
+    pp.add_argument("--dilution", type=float, default=1.0, dest="dilution_factor", help="dilution factor of the measured suspension (default 1)")
+    pp.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm (for concentration)")
+    pp.add_argument("--protein", type=float, dest="protein_ug_ml", help="protein concentration of the sample, µg/mL")
+    pp.add_argument("--sample", help="sample name (default: the input's name)")
     pp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ps = sub.add_parser("summary", help="print a result file's summary")
@@ -162,6 +166,10 @@ def _process(a) -> int:
         memory=a.memory,
         min_track_length=a.min_track_length,
         max_frames=a.max_frames,
+        dilution_factor=a.dilution_factor,
+        detection_depth_um=a.detection_depth_um,
+        protein_ug_ml=a.protein_ug_ml,
+        sample=a.sample,
         progress=not a.no_progress and sys.stderr.isatty(),
         command=" ".join(shlex.quote(x) for x in sys.argv),
         log=log,

@@ -94,6 +94,10 @@ def process(
     n_background: int = DEFAULT_BACKGROUND_FRAMES,
     max_frames: int | None = None,
     n_boot: int = 1000,
+    dilution_factor: float = 1.0,
+    detection_depth_um: float | None = None,
+    protein_ug_ml: float | None = None,
+    sample: str | None = None,
     progress: bool = False,
     command: str | None = None,
     log=None,
@@ -145,6 +149,15 @@ def process(
         Process only the first ``max_frames`` frames.
     n_boot : int
         Bootstrap resamples for confidence intervals.
+    dilution_factor : float
+        Dilution of the measured suspension relative to the sample (≥ 1), for
+        concentration (particles/mL of the original sample).
+    detection_depth_um : float, optional
+        Effective depth of the light sheet, µm, for concentration; stored for the QC stage.
+    protein_ug_ml : float, optional
+        Protein concentration of the sample, µg/mL (particle-to-protein ratio).
+    sample : str, optional
+        Sample name (default: the input's file name without extension).
     progress : bool
         Show a progress bar on stderr.
     command : str, optional
@@ -194,6 +207,14 @@ def process(
         )
         for w in cal.warnings:
             say(f"warning: {w}")
+        if not (np.isfinite(dilution_factor) and dilution_factor >= 1.0):
+            raise CalibrationError(f"dilution factor {dilution_factor!r} must be a finite number ≥ 1",
+                                   fix="give --dilution as sample volume over measured volume, e.g. 1000")
+        if detection_depth_um is not None and not (np.isfinite(detection_depth_um) and detection_depth_um > 0):
+            raise CalibrationError(f"detection depth {detection_depth_um!r} µm must be positive", fix="give --detection-depth in µm")
+        if protein_ug_ml is not None and not (np.isfinite(protein_ug_ml) and protein_ug_ml > 0):
+            raise CalibrationError(f"protein concentration {protein_ug_ml!r} µg/mL must be positive", fix="give --protein in µg/mL")
+        sample_name = sample or (Path(str(input_path)).stem if str(input_path) else "sample")
         min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
         smallest = lo if smallest_diameter_nm is None else float(smallest_diameter_nm)
         smallest = max(smallest, 10.0)
@@ -239,6 +260,10 @@ def process(
             "chunk_size": chunk_size,
             "max_frames": max_frames,
             "n_boot": n_boot,
+            "dilution_factor": float(dilution_factor),
+            "detection_depth_um": detection_depth_um,
+            "protein_ug_ml": protein_ug_ml,
+            "sample": sample_name,
         }
         with ResultWriter(output_path, overwrite=overwrite) as w:
             w.set_provenance(
@@ -300,6 +325,12 @@ def process(
                 diameter_px=int(diameter),
                 minmass=float(mm),
                 min_track_length_steps=int(min_len),
+                frame_shape_px=[int(src.shape[0]), int(src.shape[1])],
+                field_of_view_um2=float(src.shape[0] * src.shape[1] * cal.pixel_size_um**2),
+                dilution_factor=float(dilution_factor),
+                detection_depth_um=detection_depth_um,
+                protein_ug_ml=protein_ug_ml,
+                sample=sample_name,
                 temperature_c=cal.temperature_c,
                 viscosity_mpas=cal.viscosity_mpas,
                 pixel_size_um=cal.pixel_size_um,
