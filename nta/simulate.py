@@ -42,7 +42,6 @@ import json
 import math
 import os
 import secrets
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -479,17 +478,17 @@ class _Renderer:
 
 #: Pixels with fewer expected counts than this get exact Poisson samples; the others the
 #: Cornish–Fisher approximation (see :func:`_camera_noise`).
-_EXACT_POISSON_BELOW = 10.0
+_EXACT_POISSON_BELOW = 5.0
 
 
 def _camera_noise(lam, read_noise, rng):
     """8-bit camera image from expected counts: Poisson shot noise + Gaussian read noise.
 
-    For λ ≥ 10 counts the sum Poisson(λ) + N(0, r²) is sampled with one standard normal z
+    For λ ≥ 5 counts the sum Poisson(λ) + N(0, r²) is sampled with one standard normal z
     through the Cornish–Fisher expansion k = λ + σ z + λ (z² − 1) / (6 σ²), σ² = λ + r² − 1/12,
     which has the exact mean, variance (including the 1/12 of the final rounding) and
     skewness; its distribution differs from the exact one by a total-variation distance
-    below 0.01. Pixels below 10 counts get exact ``Generator.poisson`` samples. This is
+    below 0.01 (checked at λ = 8–30). Pixels below 5 counts get exact ``Generator.poisson`` samples. This is
     about 5× faster than exact Poisson sampling of every pixel. Then rounding, clipping to
     0–255 (saturation) and uint8.
     """
@@ -739,7 +738,7 @@ def simulate_video(path, *, overwrite=False, tiff_compression=None, **params) ->
        pipeline removes them with a temporal median).
     7. **Camera.** Poisson shot noise on signal + background (1 count per photoelectron),
        Gaussian read noise ``read_noise``, rounding, clipping to 0–255 (saturation),
-       uint8. Pixels below 10 expected counts are sampled exactly; brighter ones with a
+       uint8. Pixels below 5 expected counts are sampled exactly; brighter ones with a
        Cornish–Fisher normal expansion that has the exact mean, variance and skewness
        (see ``_camera_noise``), for speed.
 
@@ -764,7 +763,6 @@ def simulate_video(path, *, overwrite=False, tiff_compression=None, **params) ->
     .. [2] Bohren, C. F. & Huffman, D. R. Absorption and Scattering of Light by Small
        Particles (Wiley, 1983), ch. 5: Rayleigh scattering, cross-section ∝ d⁶/λ⁴.
     """
-    t0 = time.perf_counter()
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -836,9 +834,7 @@ def simulate_video(path, *, overwrite=False, tiff_compression=None, **params) ->
             "particle_diameters_nm": diam_all,
             "particle_frames_visible": nvis,
             "nta_version": _version(),
-            "generated_in_s": None,
         }
-        truth["generated_in_s"] = round(time.perf_counter() - t0, 3)
         with open(tmp_truth, "w", encoding="utf-8") as fh:
             json.dump(truth, fh, indent=1, ensure_ascii=False)
             fh.write("\n")
