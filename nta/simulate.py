@@ -606,7 +606,35 @@ def _version():
         return "unknown"
 
 
-def simulate_video(path, *, overwrite=False, tiff_compression=None, **params) -> dict:
+def simulate_video(
+    path,
+    *,
+    sizes_nm=(100.0,),
+    fractions=None,
+    size_cv=0.0,
+    n_frames=300,
+    width=640,
+    height=480,
+    fps=25.0,
+    pixel_size_um=0.166,
+    exposure_ms=None,
+    temperature_c=22.0,
+    viscosity_mpas=None,
+    particles_per_frame=40.0,
+    sheet_thickness_um=4.0,
+    sheet_profile="gaussian",
+    drift_px_per_frame=(3.0, 0.0),
+    psf_sigma_px=1.6,
+    brightness=400.0,
+    min_visible_mass=150.0,
+    background=15.0,
+    read_noise=1.5,
+    n_substeps=10,
+    truth_min_frames=5,
+    seed=0,
+    overwrite=False,
+    tiff_compression=None,
+) -> dict:
     """Write a synthetic NTA video of Brownian particles and return its ground truth.
 
     Parameters
@@ -763,6 +791,7 @@ def simulate_video(path, *, overwrite=False, tiff_compression=None, **params) ->
     .. [2] Bohren, C. F. & Huffman, D. R. Absorption and Scattering of Light by Small
        Particles (Wiley, 1983), ch. 5: Rayleigh scattering, cross-section ∝ d⁶/λ⁴.
     """
+    params = {k: v for k, v in locals().items() if k in _DEFAULTS}  # first: only the arguments
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:

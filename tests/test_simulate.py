@@ -163,3 +163,13 @@ def test_mp4_written(tmp_path):
     simulate_video(tmp_path / "a.mp4", **SMALL)
     rate, frames = read_av(tmp_path / "a.mp4")
     assert frames.shape == (30, 80, 96) and rate == 25
+
+
+def test_signature_defaults_match_simulate_positions():
+    import inspect
+
+    from nta import simulate
+
+    sig = inspect.signature(simulate.simulate_video)
+    given = {k: v.default for k, v in sig.parameters.items() if k not in ("path", "overwrite", "tiff_compression")}
+    assert given == simulate._DEFAULTS
