@@ -622,3 +622,47 @@ def test_detect_export_by_content_not_name(tmp_path):
         read_export(tmp_path / "x.txt")
     with pytest.raises(ParseError, match="not found"):
         detect_export(tmp_path / "missing.csv")
+
+
+# ---------------------------------------------------------------------------------------
+# damaged real files: a result or a ParseError, never another exception
+# ---------------------------------------------------------------------------------------
+
+
+def test_damaged_real_summary_never_crashes(tmp_path):
+    import random
+
+    data = _real("beads2.csv").read_bytes()
+    rng = random.Random(5)
+    lines = data.split(b"\r\n")
+    cases = [data[:off] for off in range(0, len(data), 2999)]
+    for _ in range(30):
+        ls = list(lines)
+        i = rng.randrange(len(ls))
+        op = rng.randrange(4)
+        if op == 0:
+            del ls[i]
+        elif op == 1:
+            ls[i] = ls[i][: rng.randrange(len(ls[i]) + 1)]
+        elif op == 2:
+            ls.insert(i, bytes(rng.randrange(256) for _ in range(20)))
+        else:
+            ls[i] = ls[i].replace(b",", b",,", 1) + b"\r"
+        cases.append(b"\r\n".join(ls))
+    p = tmp_path / "damaged.csv"
+    for c in cases:
+        p.write_bytes(c)
+        try:
+            s = read_nanosight_summary(p)
+        except ParseError as e:
+            assert str(p) in str(e)
+            continue
+        assert isinstance(s.missing_sections, list) and s.videos
+    # a summary cut inside [Size Data] keeps what it has and reports the rest
+    cut = data[: data.index(b"\r\nPercentile,")]
+    p.write_bytes(cut)
+    s = read_nanosight_summary(p)
+    assert s.size_data["number"].loc["Average", "d50_nm"] == 99.8
+    assert s.percentiles is None and s.missing_sections == []
+    assert "[Size Data] number: no 'Percentile' table" in s.notes
+    assert len(s.histograms["number"]) == 1000

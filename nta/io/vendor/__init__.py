@@ -8,7 +8,6 @@ names (``_nm``, ``_um2_s``, ``_c``, ``_mpas``, ``_fps``) and raises
 
 from __future__ import annotations
 
-import csv
 import re
 
 from ...errors import ParseError
@@ -20,7 +19,7 @@ from .nanosight import (
     read_nanosight_summary,
     read_nanosight_video_summary,
 )
-from .nanosight import _decode, _norm, _read_bytes
+from .nanosight import _decode, _norm, _read_bytes, _split_line
 from .zetaview import ZetaViewExport, read_zetaview_txt
 
 __all__ = [
@@ -77,7 +76,7 @@ def detect_export(path) -> str | None:
     for ln in lines[:20]:
         if "," not in ln:
             continue
-        cells = [_norm(c) for c in next(csv.reader([ln]), [])]
+        cells = [_norm(c) for c in _split_line(ln)]
         if any(c.startswith("particle id") for c in cells) and any(c.startswith("size") for c in cells):
             if "frame" in cells and ("x pixels" in cells or "x" in cells):
                 return "nanosight_all_tracks"

@@ -344,6 +344,23 @@ def _trim(row):
     return row
 
 
+def _csv_rows(text: str, path) -> list:
+    """CSV rows of a text (bare CR, LF or CRLF line ends), csv errors → ParseError."""
+    try:
+        return list(csv.reader(io.StringIO(text, newline=None)))
+    except csv.Error as exc:
+        raise ParseError(f"is not valid CSV ({exc})", path=path,
+                         fix="re-export the file from the NanoSight software") from None
+
+
+def _split_line(line: str) -> list:
+    """One CSV line as cells (plain comma split if the csv module refuses it)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return line.split(",")
+
+
 def _split_sections(rows):
     """Rows → (preamble rows, [(name, header row, body rows), ...]) in file order."""
     preamble, sections, current = [], [], None
@@ -540,6 +557,12 @@ def _parse_distribution_section(body, videos, domain, path, notes):
         stat_rows[cells[0]] = cells[1:]
         i += 1
     flush()
+    label = "Size Data" if domain == "size" else "Diffusion Coefficient Data"
+    for w in stats:
+        if w not in hists:
+            notes.append(f"[{label}] {w}: no 'Bin centre' histogram table")
+        if w not in pcts:
+            notes.append(f"[{label}] {w}: no 'Percentile' table")
     return stats or None, hists or None, pcts or None
 
 
@@ -548,7 +571,7 @@ def _parse_summary(path, kind: str) -> NanoSightSummary:
     if not text.strip():
         raise ParseError("is empty", path=path,
                          fix="re-export the summary from the NanoSight NTA software")
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = _csv_rows(text, path)
     preamble, raw_sections = _split_sections(rows)
     if not raw_sections:
         raise ParseError(
@@ -821,7 +844,7 @@ def _read_particle_table(path, required, what):
     lines = text.splitlines()
     hdr_i = None
     for i, line in enumerate(lines[:50]):
-        cells = next(csv.reader([line]), [])
+        cells = _split_line(line)
         names = [_canon(c, _PARTICLE_COLUMNS) for c in cells]
         if "particle" in names and ("diameter_nm" in names or "D_um2_s" in names):
             hdr_i = i
@@ -833,7 +856,7 @@ def _read_particle_table(path, required, what):
             path=path,
             fix=f"pass the *_{what}.csv written by the NanoSight software, header line "
                 "included")
-    header = [c.strip() for c in next(csv.reader([lines[hdr_i]]))]
+    header = [c.strip() for c in _split_line(lines[hdr_i])]
     while header and not header[-1]:
         header.pop()
     names = []
@@ -852,7 +875,7 @@ def _read_particle_table(path, required, what):
         body_lines.pop()
     # a truncated last line (file cut mid-write) is dropped and noted
     if body_lines and not text.endswith(("\n", "\r")):
-        last = _trim(next(csv.reader([body_lines[-1]]), []))
+        last = _trim(_split_line(body_lines[-1]))
         if len(last) < ncol:
             notes.append(f"last line ({hdr_i + 1 + len(body_lines)}) truncated "
                          f"({len(last)} of {ncol} fields); dropped")
