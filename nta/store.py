@@ -426,6 +426,13 @@ def read_summary(path) -> dict:
         out = {}
         if "summary" in f and "json" in f["summary"].attrs:
             out.update(json.loads(f["summary"].attrs["json"]))
+            # JSON has no NaN (written as null): scalar numbers come back from the attributes
+            for k, v in f["summary"].attrs.items():
+                if out.get(k, 0) is None and isinstance(v, (float, np.floating)):
+                    out[k] = float(v)
+            for k, v in list(out.items()):
+                if isinstance(v, list) and v and all(x is None for x in v) and k.endswith("_ci95"):
+                    out[k] = [float("nan")] * len(v)
         out["complete"] = bool(f.attrs.get("complete", False))
         out["status"] = str(f.attrs.get("status", ""))
         out["file"] = str(Path(path))
