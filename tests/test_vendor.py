@@ -666,3 +666,34 @@ def test_damaged_real_summary_never_crashes(tmp_path):
     assert s.percentiles is None and s.missing_sections == []
     assert "[Size Data] number: no 'Percentile' table" in s.notes
     assert len(s.histograms["number"]) == 1000
+
+
+def test_summary_two_videos_duplicate_keys_and_mixed_cells(tmp_path):
+    text = """NTA Experiment Summary File,
+[Experiment Details],,
+Filename:,a,b,
+[Conditions],,
+Temperature/C,20.000,21.000,
+Viscosity/cP,1.000000,0.976033,
+[Settings],,,
+Max Jump Distance,Auto,12.5,
+Max Jump Distance,11.0,12.0,
+[Results],,,Average,Standard Error
+Particles per frame,10,20,15,5
+Completed tracks,,300,,
+[Custom Vendor Section]
+Foo,1,2
+"""
+    s = read_nanosight_summary(_write(tmp_path / "two.csv", text))
+    assert s.videos == ["a", "b"]
+    assert list(s.results.index) == ["a", "b", "Average", "Standard Error"]
+    assert s.results.loc["Average", "particles_per_frame"] == 15
+    assert math.isnan(s.results.loc["a", "completed_tracks"])  # empty → NaN, never 0
+    assert math.isnan(s.settings.loc["a", "max_jump_distance_px"])  # "Auto" → NaN
+    assert s.settings.loc["b", "max_jump_distance_px"] == 12.5
+    assert list(s.settings["max_jump_distance_px_2"]) == [11.0, 12.0]
+    assert s.sections["Settings"].iloc[0, 0] == "Auto"
+    assert s.sections["Custom Vendor Section"] == {"Foo": ["1", "2"]}
+    assert s.missing_sections == ["Concentration Warnings", "Information", "Size Data"]
+    assert s.size_data is None and s.histograms is None and s.percentiles is None
+    assert list(s.viscosity_mpas) == [1.0, 0.976033]

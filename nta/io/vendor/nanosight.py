@@ -409,38 +409,33 @@ def _video_table(body, videos, header_row, table, text_ok=True):
     """A per-video section as (tidy DataFrame index=video(+Average/SE), raw DataFrame)."""
     n = len(videos)
     extra_labels = _column_labels(header_row, n)
-    raw_rows, keys = {}, []
+    keys, cells = [], []
     for row in body:
         row = [c.strip() for c in row]
         if not row or not row[0]:
             continue
         keys.append(row[0])
-        raw_rows[row[0]] = row[1:]
+        cells.append(row[1:])
     if not keys:
         return None, None
     labels = list(videos)
     positions = list(range(1, n + 1))
     for pos in sorted(extra_labels):
         # keep Average / SE columns only if some row has a value there
-        if any(len(v) >= pos and v[pos - 1] for v in raw_rows.values()):
+        if any(len(v) >= pos and v[pos - 1] for v in cells):
             labels.append(extra_labels[pos])
             positions.append(pos)
-    raw = pd.DataFrame(
-        {lab: [_value(raw_rows[k][p - 1]) if len(raw_rows[k]) >= p else math.nan
-               for k in keys] for lab, p in zip(labels, positions)},
-        index=pd.Index(keys, name="key"), dtype=object,
-    )
+    values = [[_value(v[p - 1]) if len(v) >= p else math.nan for p in positions]
+              for v in cells]
+    raw = pd.DataFrame(values, index=pd.Index(keys, name="key"), columns=labels, dtype=object)
     tidy = {}
-    for k in keys:
+    for k, vals in zip(keys, values):
         name = _canon(k, table)
         if name in tidy:  # duplicate label: keep the first, suffix the others
             i = 2
             while f"{name}_{i}" in tidy:
                 i += 1
             name = f"{name}_{i}"
-        vals = raw.loc[k]
-        if isinstance(vals, pd.DataFrame):  # duplicated raw key
-            vals = vals.iloc[0]
         nums = [_num(v) for v in vals]
         texts = [v for v in vals if isinstance(v, str)]
         if texts and (name in _TEXT_COLUMNS or all(math.isnan(x) for x in nums)) and text_ok:
