@@ -72,14 +72,15 @@ def search_radius_px(calibration: Calibration, *, smallest_diameter_nm: float, m
 
 
 def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px: float, window_frames: int = 25,
-                                 bin_px: float = 0.5, smooth_px: float = 1.5) -> pd.DataFrame:
+                                 bin_px: float = 0.5, smooth_px: float = 1.5, shift_radius_px: float | None = None) -> pd.DataFrame:
     """Drift per frame from unlinked features: the peak of the displacement histogram.
 
     For consecutive frames t, t+1 every pair of features closer than
     ``max_displacement_px`` gives a displacement; over a window of frames the true
     one-frame steps form a peak centred on the drift (Brownian steps are symmetric), on a
-    flat floor of chance pairs. The peak of the smoothed 2-D histogram, refined by the mean
-    of displacements within ``2 smooth_px`` of it, is the window's drift.
+    floor of chance pairs. The peak of the smoothed 2-D histogram, refined by mean shift
+    (the mean of displacements within ``shift_radius_px`` of the estimate, iterated), is
+    the window's drift.
 
     Parameters
     ----------
@@ -89,6 +90,9 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
         Largest drift plus Brownian step considered, px.
     window_frames : int
         Frames pooled per estimate; the estimates are interpolated between window centres.
+    shift_radius_px : float, optional
+        Radius of the mean-shift disc, px; default max(4, 0.35 × ``max_displacement_px``):
+        wide enough to hold most Brownian steps, which makes the estimate efficient.
 
     Returns
     -------
@@ -96,6 +100,8 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
         Indexed by every frame from the first to the last, columns ``dx_px``, ``dy_px``:
         drift velocity (px/frame) from that frame to the next.
     """
+    if shift_radius_px is None:
+        shift_radius_px = max(4.0, 0.35 * float(max_displacement_px))
     frames = np.sort(features["frame"].unique())
     if frames.size < 2:
         return pd.DataFrame({"dx_px": [0.0] * frames.size, "dy_px": [0.0] * frames.size}, index=pd.Index(frames, name="frame"))
@@ -122,9 +128,17 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
         H = ndimage.gaussian_filter(H, smooth_px / bin_px)
         i, j = np.unravel_index(np.argmax(H), H.shape)
         px, py = 0.5 * (xe[i] + xe[i + 1]), 0.5 * (ye[j] + ye[j + 1])
-        near = np.hypot(d[:, 0] - px, d[:, 1] - py) < 2 * smooth_px
-        if near.sum() >= 3:
-            px, py = d[near, 0].mean(), d[near, 1].mean()
+        # mean shift in a disc: chance pairs are locally uniform, so their mean within a disc is
+        # the disc's centre and does not pull the estimate; true steps pull it to the drift
+        for _ in range(50):
+            near = np.hypot(d[:, 0] - px, d[:, 1] - py) < shift_radius_px
+            if near.sum() < 3:
+                break
+            nx, ny = d[near, 0].mean(), d[near, 1].mean()
+            done = abs(nx - px) + abs(ny - py) < 1e-3
+            px, py = nx, ny
+            if done:
+                break
         centres.append(start + 0.5 * (min(start + window_frames, f1) - start))
         vels.append((px, py))
     allf = np.arange(f0, f1 + 1)
@@ -175,8 +189,8 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
     (:func:`estimate_drift_from_features`); (2) positions shifted by the cumulative drift;
     (3) :func:`trackpy.link` with ``memory`` and adaptive search (``adaptive_stop``), so
     dense fields shrink the radius locally instead of failing with
-    ``SubnetOversizeException``; should it still fail, subnetworks that cannot be solved are
-    dropped (``link_strategy='drop'``) and a note says so; (4) residual drift from the
+    ``SubnetOversizeException``; should it still fail, the whole radius is reduced by 30 %
+    steps until linking succeeds, and a note says so; (4) residual drift from the
     tracks with :func:`trackpy.compute_drift` (smoothed over ``drift_smoothing`` frames)
     and subtracted.
 
@@ -212,15 +226,21 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
     off = cum.reindex(feats["frame"].to_numpy()).to_numpy()
     feats["x"] = feats["x_raw"] - off[:, 0]
     feats["y"] = feats["y_raw"] - off[:, 1]
-    stop = max(1.0, 0.3 * search_range_px)
-    try:
-        tracks = tp.link(feats, search_range_px, memory=memory, adaptive_stop=stop, adaptive_step=0.9)
-    except tp.SubnetOversizeException:
-        notes.append(
-            f"dense field: some subnetworks stayed unsolvable even at a {stop:.1f}-px search radius; "
-            "their features were left unlinked (trackpy link_strategy='drop')"
-        )
-        tracks = tp.link(feats, search_range_px, memory=memory, link_strategy="drop")
+    radius = float(search_range_px)
+    tracks = None
+    for _ in range(8):
+        try:
+            tracks = tp.link(feats, radius, memory=memory, adaptive_stop=max(0.5, 0.2 * radius), adaptive_step=0.9)
+            break
+        except tp.SubnetOversizeException:
+            radius *= 0.7
+    if tracks is None:
+        notes.append(f"dense field: linking failed down to a {radius / 0.7:.1f}-px radius; features linked with "
+                     "trackpy's 'drop' strategy at 1 px (most tracks are cut)")
+        tracks = tp.link(feats, 1.0, memory=0, link_strategy="drop")
+    elif radius < search_range_px:
+        notes.append(f"dense field: trackpy's subnetworks were too large at a {search_range_px:.1f}-px search radius; "
+                     f"linked with {radius:.1f} px and adaptive search (fast small particles may be cut into short tracks)")
     tracks = tracks.reset_index(drop=True)
     tracks["particle"] = tracks["particle"].astype(np.int64)
     # residual drift from the tracks themselves
