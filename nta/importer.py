@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .distribution import DEFAULT_WINDOW_NM
-from .errors import InputError, ParseError
+from .errors import InputError, OutputExistsError, ParseError
 from .store import ResultWriter, file_fingerprint
 
 __all__ = ["import_export", "output_paths", "histogram_stats", "EXPORT_KINDS"]
@@ -135,10 +135,35 @@ def output_paths(export, names, output=None) -> dict:
     return {n: folder / f"{export.stem}.{n}.instrument.h5" for n in names}
 
 
-def _write(out, *, export, source, summary, edges, counts, count_units, calibration, per_track=None, tracks=None,
-           overwrite=False, command="", extra=None):
-    from .pipeline import _versions
+def _same_input(result, export) -> bool:
+    """Whether a result file was imported from this very export (same SHA-256)."""
+    import json
 
+    import h5py
+
+    try:
+        with h5py.File(result, "r") as f:
+            inputs = json.loads(f["provenance"].attrs["inputs"])
+    except (OSError, KeyError, ValueError):
+        return False
+    return bool(inputs) and inputs[0].get("sha256") == file_fingerprint(export)["sha256"]
+
+
+def _write(out, *, export, source, summary, edges, counts, count_units, calibration, per_track=None, tracks=None,
+           overwrite=False, command="", extra=None, existing="error"):
+    from .pipeline import _versions
+    from .store import is_complete
+
+    out = Path(out)
+    if out.exists() and is_complete(out) and not overwrite:
+        same = _same_input(out, export)
+        if same and existing == "skip":
+            return out
+        raise OutputExistsError(
+            "output exists already" + (" (from the same export)" if same else " (from another input)") + " and was left untouched",
+            fix="choose another -o or pass --overwrite", path=out)
+    if out.exists() and not is_complete(out):
+        overwrite = True  # an incomplete file is never a result worth keeping
     with ResultWriter(out, overwrite=overwrite) as w:
         w.set_provenance(
             inputs=[file_fingerprint(export)],
@@ -160,7 +185,7 @@ def _write(out, *, export, source, summary, edges, counts, count_units, calibrat
     return Path(out)
 
 
-def _nanosight_summary(path, s, output, window_nm, overwrite, command):
+def _nanosight_summary(path, s, output, window_nm, overwrite, command, existing):
     lo, hi = window_nm
     size = (s.size_data or {}).get("number")
     hist = (s.histograms or {}).get("number")
@@ -225,11 +250,11 @@ def _nanosight_summary(path, s, output, window_nm, overwrite, command):
         summary["notes"] = notes
         written.append(_write(outs[name], export=path, source=source, summary=summary, edges=edges, counts=counts,
                               count_units="particles/mL per bin (instrument histogram)", calibration=cal,
-                              overwrite=overwrite, command=command, extra={"instrument_column": name}))
+                              overwrite=overwrite, command=command, extra={"instrument_column": name}, existing=existing))
     return written
 
 
-def _nanosight_tracks(path, df, kind, output, window_nm, overwrite, command):
+def _nanosight_tracks(path, df, kind, output, window_nm, overwrite, command, existing):
     from .distribution import histogram, summarize_sizes
 
     lo, hi = window_nm
@@ -254,10 +279,10 @@ def _nanosight_tracks(path, df, kind, output, window_nm, overwrite, command):
                    + list(df.attrs.get("notes", [])))
     out = output_paths(path, [None], output)[None]
     return [_write(out, export=path, source=source, summary=summary, edges=edges, counts=counts, count_units="tracks per bin",
-                   calibration={"sources": {}}, per_track=per, tracks=tracks, overwrite=overwrite, command=command)]
+                   calibration={"sources": {}}, per_track=per, tracks=tracks, overwrite=overwrite, command=command, existing=existing)]
 
 
-def _zetaview(path, z, output, window_nm, overwrite, command):
+def _zetaview(path, z, output, window_nm, overwrite, command, existing):
     lo, hi = window_nm
     tab = z.linear if z.linear is not None else z.log
     if tab is None or "size_nm" not in tab.columns:
@@ -286,10 +311,11 @@ def _zetaview(path, z, output, window_nm, overwrite, command):
     out = output_paths(path, [None], output)[None]
     return [_write(out, export=path, source=source, summary=summary, edges=_edges_from_centres(centres), counts=counts,
                    count_units="number per bin (instrument histogram)" if wcol == "number" else "particles/cm³ per bin",
-                   calibration=cal, overwrite=overwrite, command=command)]
+                   calibration=cal, overwrite=overwrite, command=command, existing=existing)]
 
 
-def import_export(path, output=None, *, window_nm=DEFAULT_WINDOW_NM, overwrite: bool = False, command: str = "") -> list:
+def import_export(path, output=None, *, window_nm=DEFAULT_WINDOW_NM, overwrite: bool = False, command: str = "",
+                  existing: str = "error") -> list:
     """Store an instrument export's results as nta result files.
 
     Parameters
@@ -306,6 +332,10 @@ def import_export(path, output=None, *, window_nm=DEFAULT_WINDOW_NM, overwrite: 
         Replace existing result files.
     command : str
         Command line, recorded in each file.
+    existing : {"error", "skip"}
+        What to do with a complete output imported from the same export (same SHA-256)
+        when ``overwrite`` is False: raise, or keep it and list it as written. A complete
+        output from another input always raises; an incomplete one is replaced.
 
     Returns
     -------
@@ -337,8 +367,8 @@ def import_export(path, output=None, *, window_nm=DEFAULT_WINDOW_NM, overwrite: 
     data = read_export(path)
     window_nm = (float(window_nm[0]), float(window_nm[1]))
     if kind == "nanosight_summary":
-        return _nanosight_summary(path, data, output, window_nm, overwrite, command)
+        return _nanosight_summary(path, data, output, window_nm, overwrite, command, existing)
     if kind in ("nanosight_particle_data", "nanosight_all_tracks"):
-        return _nanosight_tracks(path, data, kind, output, window_nm, overwrite, command)
-    return _zetaview(path, data, output, window_nm, overwrite, command)
+        return _nanosight_tracks(path, data, kind, output, window_nm, overwrite, command, existing)
+    return _zetaview(path, data, output, window_nm, overwrite, command, existing)
 

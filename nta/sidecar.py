@@ -289,7 +289,7 @@ def sample_for(video, mapping: dict | None = None) -> str:
         if mapping and key in mapping:
             return mapping[key]
     stem = p.stem
-    base = re.sub(r"([ _.-]?(video|vid|rep|pos(ition)?)?[ _.-]?\d{1,3})$", "", stem, flags=re.I)
+    base = re.sub(r"([ _.-](video|vid|rep|pos(ition)?)?[ _.-]?\d{1,3}|[ _.-]?(video|vid|rep|pos(ition)?)[ _.-]?\d{1,3})$", "", stem, flags=re.I)
     return base or stem
 
 
