@@ -18,6 +18,17 @@ __all__ = [
     "window_fraction",
     "bootstrap_ci",
     "summarize_sizes",
+    "make_grid",
+    "smoothing_matrix",
+    "FTLAModel",
+    "deconvolve",
+    "bootstrap_deconvolved",
+    "grid_statistics",
+    "binned_histogram",
+    "find_peaks",
+    "weighted",
+    "size_intensity",
+    "plot_size_intensity",
     "size_distribution",
 ]
 
@@ -227,40 +238,618 @@ def summarize_sizes(diameters_nm, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 
     return out
 
 
-def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 1000, seed: int = 0):
+# =========================================================================================
+# Finite-track-length adjustment: maximum-likelihood deconvolution on a size grid
+# =========================================================================================
+
+#: Grid spacing in ln(d): 0.02 (2 % per point); see :func:`make_grid`.
+GRID_STEP_LOG = 0.02
+#: Smoothing (EMS) kernel SD in ln(d), the default prior strength; see :func:`deconvolve`.
+DEFAULT_SMOOTH_LOG = 0.03
+#: EM stopping rule: largest change of any grid weight in one iteration, and the cap.
+DEFAULT_TOL = 1e-7
+DEFAULT_MAX_ITER = 3000
+#: Bootstrap of the deconvolved statistics: at most this many resamples, each a warm-
+#: started EM from the full-sample solution with at most BOOT_MAX_ITER iterations.
+BOOT_MAX_RESAMPLES = 200
+BOOT_MAX_ITER = 300
+#: Peaks: minimum number fraction of a peak, and the valley-to-peak ratio above which two
+#: neighbouring maxima are one peak.
+PEAK_MIN_FRACTION = 0.05
+PEAK_VALLEY_RATIO = 0.6
+#: Extra smoothing (Gaussian SD in ln d) of the density on which peaks are sought.
+PEAK_SMOOTH_LOG = 0.04
+
+
+def make_grid(diameters_nm, *, step_log: float = GRID_STEP_LOG, lo_nm: float | None = None, hi_nm: float | None = None) -> np.ndarray:
+    """Log-spaced diameter grid for the deconvolution.
+
+    From ``min(10 nm, half the 1st percentile of the per-track sizes)`` to ``5 × the 99th
+    percentile`` (at least 300 nm), with ``step_log`` spacing in ln(d) (2 % per point by
+    default: finer than the resolution that tracks of tens of steps allow, coarse enough
+    to keep the EM fast), at most 600 points.
+
+    Parameters
+    ----------
+    diameters_nm : array_like of float, shape (n,)
+        Per-track diameters, nm (only their percentiles are used).
+    step_log : float
+        Spacing in ln(d).
+    lo_nm, hi_nm : float, optional
+        Explicit ends, nm.
+
+    Returns
+    -------
+    ndarray of float64, shape (G,)
+        Grid diameters, nm, ascending.
+    """
+    d = _clean(diameters_nm)
+    if lo_nm is None:
+        lo_nm = min(10.0, 0.5 * float(np.quantile(d, 0.01))) if d.size else 10.0
+    if hi_nm is None:
+        hi_nm = max(300.0, 5.0 * float(np.quantile(d, 0.99))) if d.size else 1000.0
+    n = int(math.ceil(math.log(hi_nm / lo_nm) / step_log)) + 1
+    n = min(max(n, 50), 600)
+    return np.exp(np.linspace(math.log(lo_nm), math.log(hi_nm), n))
+
+
+def _log_edges(grid):
+    lg = np.log(grid)
+    mid = 0.5 * (lg[1:] + lg[:-1])
+    h0 = lg[1] - lg[0] if lg.size > 1 else 0.01
+    h1 = lg[-1] - lg[-2] if lg.size > 1 else 0.01
+    return np.exp(np.concatenate([[lg[0] - h0 / 2], mid, [lg[-1] + h1 / 2]]))
+
+
+def smoothing_matrix(grid_nm, sd_log: float) -> np.ndarray:
+    """Column-stochastic Gaussian smoothing matrix in ln(d) (the EMS smoothing step).
+
+    Parameters
+    ----------
+    grid_nm : ndarray, shape (G,)
+        Grid, nm.
+    sd_log : float
+        Kernel SD in ln(d); 0 gives a 0×0 array (no smoothing).
+
+    Returns
+    -------
+    ndarray of float64, shape (G, G) or (0, 0)
+        S with S[i, j] the share of weight j moved to i; columns sum to 1.
+    """
+    if sd_log <= 0:
+        return np.zeros((0, 0))
+    lg = np.log(np.asarray(grid_nm, float))
+    s = np.exp(-0.5 * ((lg[:, None] - lg[None, :]) / sd_log) ** 2)
+    return s / s.sum(axis=0, keepdims=True)
+
+
+def _sigma2_model(sigma_loc_um, mass, n_bins: int = 5) -> np.ndarray:
+    """Per-track localization variance σ², µm²: median of σ̂² in mass quantile bins.
+
+    The per-track σ̂² of a track of tens of steps is too noisy to use alone (and is
+    negative for some tracks, NaN in the table); the precision depends on brightness, so
+    tracks are grouped into ``n_bins`` quantile bins of ``mass_mean`` and given the
+    median σ̂² of their bin (σ̂² < 0 counted as 0). Without masses: one bin.
+    """
+    s = np.asarray(sigma_loc_um, float)
+    s2 = np.where(np.isfinite(s), s * s, 0.0)
+    m = np.asarray(mass, float) if mass is not None else np.full(s.size, np.nan)
+    out = np.full(s.size, float(np.median(s2)) if s2.size else 0.0)
+    ok = np.isfinite(m)
+    if ok.sum() >= 5 * n_bins:
+        qs = np.quantile(m[ok], np.linspace(0, 1, n_bins + 1))
+        b = np.clip(np.searchsorted(qs, m, side="right") - 1, 0, n_bins - 1)
+        for i in range(n_bins):
+            sel = ok & (b == i)
+            if sel.any():
+                out[sel] = float(np.median(s2[sel]))
+    return out
+
+
+class FTLAModel:
+    """Per-track likelihoods on a size grid, ready for (repeated) EM deconvolution.
+
+    Parameters
+    ----------
+    d_um2_s : array_like of float, shape (K,)
+        CVE estimates D̂, µm²/s; tracks with D̂ ≤ 0 or NaN get no likelihood (weight 0).
+    n_steps : array_like of int, shape (K,)
+        Valid unit-lag steps per track.
+    sigma2_um2 : array_like of float, shape (K,)
+        Localization variance σ² per track, µm² (≥ 0).
+    fps : float
+        Frame rate, frames/s (Δt = 1/fps, s).
+    blur_r : float
+        Motion-blur coefficient R (0 … 1/6), :attr:`nta.calibration.Calibration.motion_blur_r`.
+    temperature_c : float
+        °C.
+    viscosity_mpas : float
+        mPa·s.
+    grid_nm : ndarray, shape (G,), optional
+        Diameter grid, nm; default :func:`make_grid` of the per-track diameters.
+
+    Notes
+    -----
+    The likelihood is the Gamma approximation of the CVE's sampling distribution with the
+    Vestergaard et al. (2014) variance (:mod:`nta.kernels.ftla`), the model of Walker,
+    Meas. Sci. Technol. 23, 065605 (2012) extended to localization noise and motion blur.
+    """
+
+    def __init__(self, d_um2_s, n_steps, sigma2_um2, *, fps, blur_r, temperature_c, viscosity_mpas, grid_nm=None):
+        from .calibration import stokes_einstein_diameter, stokes_einstein_diffusion
+        from .kernels.ftla import gamma_loglik_matrix, likelihood_matrix
+
+        d = np.ascontiguousarray(d_um2_s, dtype=np.float64).ravel()
+        n = np.ascontiguousarray(n_steps, dtype=np.float64).ravel()
+        s2 = np.ascontiguousarray(sigma2_um2, dtype=np.float64).ravel()
+        if not (d.shape == n.shape == s2.shape):
+            raise ValueError(f"d_um2_s, n_steps and sigma2_um2 must have the same length, got {d.size}, {n.size}, {s2.size}")
+        if not (fps > 0) or not (0 <= blur_r <= 1 / 6 + 1e-12):
+            raise ValueError(f"need fps > 0 and 0 ≤ blur_r ≤ 1/6, got {fps!r}, {blur_r!r}")
+        s2 = np.where(np.isfinite(s2) & (s2 > 0), s2, 0.0)
+        self.temperature_c, self.viscosity_mpas = float(temperature_c), float(viscosity_mpas)
+        diam = np.asarray(stokes_einstein_diameter(d, temperature_c, viscosity_mpas), float).reshape(-1)
+        self.grid_nm = make_grid(diam) if grid_nm is None else np.asarray(grid_nm, np.float64)
+        self.grid_D = np.ascontiguousarray(stokes_einstein_diffusion(self.grid_nm, temperature_c, viscosity_mpas), dtype=np.float64)
+        ll = gamma_loglik_matrix(d, n, s2, 1.0 / float(fps), float(blur_r), self.grid_D)
+        self.lik, self.row_log_scale = likelihood_matrix(ll)
+        self.valid = np.isfinite(self.row_log_scale)
+        self.n_tracks = int(self.valid.sum())
+
+    def fit(self, *, smooth_log=DEFAULT_SMOOTH_LOG, track_weights=None, w0=None, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+        """EM / EMS weights on the grid (see :func:`nta.kernels.ftla.em_weights`).
+
+        Returns
+        -------
+        w : ndarray of float64, shape (G,)
+            Number fraction at each grid point (sum 1).
+        n_iter : int
+        loglik : float
+            Log-likelihood (up to the per-track row scales).
+        """
+        from .kernels.ftla import em_weights
+
+        g = self.grid_nm.size
+        c = np.where(self.valid, 1.0, 0.0) if track_weights is None else np.where(self.valid, np.asarray(track_weights, float), 0.0)
+        if c.sum() <= 0:
+            return np.full(g, np.nan), 0, float("nan")
+        w0 = np.full(g, 1.0 / g) if w0 is None else np.asarray(w0, np.float64) + 1e-12
+        S = getattr(self, "_S", None)
+        if S is None or getattr(self, "_S_sd", None) != smooth_log:
+            self._S, self._S_sd = smoothing_matrix(self.grid_nm, smooth_log), smooth_log
+        return em_weights(self.lik, c, w0, self._S, int(max_iter), float(tol))
+
+
+def grid_statistics(grid_nm, w, window_nm=DEFAULT_WINDOW_NM) -> dict:
+    """Statistics of a distribution given as weights on a log-spaced grid.
+
+    Each weight is spread uniformly in ln(d) over its grid cell, so the cumulative
+    distribution is piecewise linear in ln(d) and quantiles and window fractions do not
+    jump from point to point.
+
+    Parameters
+    ----------
+    grid_nm : ndarray, shape (G,)
+        Log-spaced grid, nm.
+    w : ndarray, shape (G,)
+        Weights (number fractions, or area/volume weights), ≥ 0.
+    window_nm : (float, float)
+        Size window, nm.
+
+    Returns
+    -------
+    dict
+        ``mean_nm``, ``sd_nm``, ``d10_nm``, ``d50_nm``, ``d90_nm``, ``mode_nm`` (maximum of
+        the density per nm, w / cell width), ``window_fraction`` (NaN throughout for
+        an empty or non-finite ``w``).
+    """
+    grid = np.asarray(grid_nm, float)
+    w = np.asarray(w, float)
+    keys = ("mean_nm", "sd_nm", "d10_nm", "d50_nm", "d90_nm", "mode_nm", "window_fraction")
+    if not np.all(np.isfinite(w)) or w.sum() <= 0:
+        return {k: float("nan") for k in keys}
+    w = w / w.sum()
+    edges = _log_edges(grid)
+    le = np.log(edges)
+    # exact moments of the log-uniform cell: E[d] over [a, b] in ln d = (b - a)/(ln b - ln a)
+    dl = np.diff(le)
+    m1 = np.diff(edges) / dl
+    m2 = np.diff(edges**2) / (2 * dl)
+    mean = float(np.sum(w * m1))
+    sd = float(math.sqrt(max(np.sum(w * m2) - mean**2, 0.0)))
+    cdf = np.concatenate([[0.0], np.cumsum(w)])
+    q = np.interp([0.1, 0.5, 0.9], cdf, le)
+    dens = w / np.diff(edges)
+    lo, hi = window_nm
+    c_lo, c_hi = np.interp(np.log([max(lo, 1e-9), max(hi, 1e-9)]), le, cdf, left=0.0, right=1.0)
+    return dict(mean_nm=mean, sd_nm=sd, d10_nm=float(np.exp(q[0])), d50_nm=float(np.exp(q[1])), d90_nm=float(np.exp(q[2])),
+                mode_nm=float(grid[int(np.argmax(dens))]), window_fraction=float(c_hi - c_lo))
+
+
+def binned_histogram(grid_nm, w, edges_nm, total: float = 1.0) -> np.ndarray:
+    """Grid weights re-binned into arbitrary (e.g. 1-nm) bins, log-uniform within cells.
+
+    Parameters
+    ----------
+    grid_nm, w : ndarray, shape (G,)
+        Grid (nm) and weights.
+    edges_nm : ndarray, shape (m + 1,)
+        Output bin edges, nm, ascending.
+    total : float
+        Scale (e.g. the number of tracks, for counts).
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+    """
+    w = np.asarray(w, float)
+    if not np.all(np.isfinite(w)) or w.sum() <= 0:
+        return np.zeros(len(edges_nm) - 1)
+    le = np.log(_log_edges(np.asarray(grid_nm, float)))
+    cdf = np.concatenate([[0.0], np.cumsum(w / w.sum())])
+    with np.errstate(divide="ignore"):
+        x = np.log(np.maximum(np.asarray(edges_nm, float), 1e-300))
+    c = np.interp(x, le, cdf, left=0.0, right=1.0)
+    return np.diff(c) * total
+
+
+def find_peaks(grid_nm, w, *, min_fraction: float = PEAK_MIN_FRACTION, valley_ratio: float = PEAK_VALLEY_RATIO,
+               smooth_log: float = PEAK_SMOOTH_LOG):
+    """Modes of a number distribution on a log grid and the number fraction in each.
+
+    The density per nm (w / cell width) is smoothed with a Gaussian of SD ``smooth_log``
+    in ln(d) (below the resolution of tracks of tens of steps, so it only removes grid-
+    scale ripples), its local maxima are found, neighbouring maxima separated by a
+    valley higher than ``valley_ratio`` × the lower maximum are merged, each peak owns the
+    weight between the valleys (minima) that bound it, and peaks owning less than
+    ``min_fraction`` are dropped (their weight stays with no peak).
+
+    Parameters
+    ----------
+    grid_nm, w : ndarray, shape (G,)
+        Log-spaced grid (nm) and weights.
+    min_fraction : float
+        Smallest number fraction reported as a peak.
+    valley_ratio : float
+        Merge criterion (0–1).
+    smooth_log : float
+        Smoothing SD in ln(d) before the search.
+
+    Returns
+    -------
+    peaks_nm : list of float
+        Peak diameters, nm, largest fraction first.
+    fractions : list of float
+        Number fraction owned by each peak, same order.
+    """
+    grid = np.asarray(grid_nm, float)
+    w = np.asarray(w, float)
+    if grid.size < 3 or not np.all(np.isfinite(w)) or w.sum() <= 0:
+        return [], []
+    w = w / w.sum()
+    if smooth_log > 0:
+        S = smoothing_matrix(grid, smooth_log)
+        ws = S @ w
+    else:
+        ws = w
+    f = ws / np.diff(_log_edges(grid))
+    fp = np.concatenate([[-1.0], f, [-1.0]])
+    maxima = [i for i in range(grid.size) if fp[i + 1] > fp[i] and fp[i + 1] >= fp[i + 2] and f[i] > 0]
+    if not maxima:
+        return [], []
+    # merge maxima separated by shallow valleys (repeat until stable)
+    changed = True
+    while changed and len(maxima) > 1:
+        changed = False
+        for a in range(len(maxima) - 1):
+            i, j = maxima[a], maxima[a + 1]
+            v = f[i:j + 1].min()
+            if v > valley_ratio * min(f[i], f[j]):
+                maxima.pop(a + 1 if f[i] >= f[j] else a)
+                changed = True
+                break
+    bounds = [0]
+    for i, j in zip(maxima[:-1], maxima[1:]):
+        bounds.append(i + int(np.argmin(f[i:j + 1])))
+    bounds.append(grid.size)
+    peaks, fracs = [], []
+    for m, (b0, b1) in zip(maxima, zip(bounds[:-1], bounds[1:])):
+        fr = float(ws[b0:b1].sum())
+        if fr >= min_fraction:
+            peaks.append(float(grid[m]))
+            fracs.append(fr)
+    order = np.argsort(fracs)[::-1]
+    return [peaks[i] for i in order], [fracs[i] for i in order]
+
+
+def weighted(grid_nm, w, weighting: str = "number") -> np.ndarray:
+    """Number weights converted to ``"number"``, ``"area"`` (∝ d²) or ``"volume"`` (∝ d³) weights.
+
+    Returns
+    -------
+    ndarray of float64, shape (G,)
+        Normalised to sum 1.
+
+    Raises
+    ------
+    ValueError
+        Unknown weighting.
+    """
+    p = {"number": 0, "area": 2, "surface": 2, "volume": 3}.get(weighting)
+    if p is None:
+        raise ValueError(f"weighting must be 'number', 'area' or 'volume', got {weighting!r}")
+    v = np.asarray(w, float) * np.asarray(grid_nm, float) ** p
+    s = v.sum()
+    return v / s if s > 0 else v
+
+
+def deconvolve(per_track, calibration, *, smooth_log=DEFAULT_SMOOTH_LOG, min_steps=None, grid_nm=None,
+               max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+    """Finite-track-length adjusted (FTLA) number distribution of a per-track table.
+
+    Maximum-likelihood deconvolution of the per-track CVE estimates on a log-spaced
+    diameter grid (Walker, Meas. Sci. Technol. 23, 065605 (2012), the method NanoSight's
+    FTLA follows), with each track's likelihood knowing its number of steps, the
+    localization variance and the motion blur (:mod:`nta.kernels.ftla`), and an EMS
+    smoothing step as a smoothness prior (Silverman et al. 1990; in the spirit of MAP-NTA,
+    Silmore et al., ACS Nano 13, 3940 (2019)).
+
+    Parameters
+    ----------
+    per_track : pandas.DataFrame
+        :func:`nta.diffusion.per_track_table` output: ``D_um2_s`` (µm²/s), ``n_steps``,
+        ``sigma_loc_um`` (µm), ``mass_mean``, ``included``.
+    calibration : nta.calibration.Calibration
+        ``fps`` (frames/s), ``motion_blur_r``, ``temperature_c`` (°C), ``viscosity_mpas`` (mPa·s).
+    smooth_log : float
+        Smoothing kernel SD in ln(d) (0: plain ML-EM, stopped by the rule below).
+    min_steps : int, optional
+        Use tracks with at least this many steps and D̂ > 0; default the table's
+        ``included`` tracks. Tracks with D̂ ≤ 0 have no Gamma likelihood and are left out.
+    grid_nm : ndarray, optional
+        Diameter grid, nm; default :func:`make_grid`.
+    max_iter, tol : int, float
+        EM stops when no grid weight changes by more than ``tol`` in one iteration, or
+        after ``max_iter`` iterations.
+
+    Returns
+    -------
+    model : FTLAModel
+        The likelihoods (reused by the bootstrap).
+    w : ndarray of float64, shape (G,)
+        Number fractions on ``model.grid_nm``.
+    info : dict
+        ``n_iter``, ``loglik``, ``tracks`` (tracks used).
+    """
+    per = per_track
+    if min_steps is None:
+        sel = per["included"].to_numpy(bool)
+    else:
+        with np.errstate(invalid="ignore"):
+            sel = (per["n_steps"].to_numpy(float) >= min_steps) & (per["D_um2_s"].to_numpy(float) > 0)
+    sub = per[sel]
+    mass = sub["mass_mean"].to_numpy(float) if "mass_mean" in sub else None
+    s2 = _sigma2_model(sub["sigma_loc_um"].to_numpy(float), mass)
+    model = FTLAModel(sub["D_um2_s"].to_numpy(float), sub["n_steps"].to_numpy(float), s2, fps=calibration.fps,
+                      blur_r=calibration.motion_blur_r, temperature_c=calibration.temperature_c,
+                      viscosity_mpas=calibration.viscosity_mpas, grid_nm=grid_nm)
+    w, n_iter, ll = model.fit(smooth_log=smooth_log, max_iter=max_iter, tol=tol)
+    return model, w, {"n_iter": int(n_iter), "loglik": float(ll), "tracks": model.n_tracks}
+
+
+def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_NM, smooth_log=DEFAULT_SMOOTH_LOG,
+                          n_boot: int = BOOT_MAX_RESAMPLES, max_iter: int = BOOT_MAX_ITER, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap CIs of the deconvolved statistics, resampling tracks.
+
+    Each resample draws the tracks with replacement (multinomial multiplicities, so the
+    likelihood matrix is reused) and reruns the EM warm-started from the full-sample
+    weights ``w_hat`` for at most ``max_iter`` iterations (the warm start is close to the
+    resample's optimum, so this suffices; Efron & Tibshirani 1993, ch. 13).
+
+    Returns
+    -------
+    dict
+        ``mean_nm_ci95``, ``mode_nm_ci95``, ``d50_nm_ci95``, ``sd_nm_ci95``,
+        ``window_fraction_ci95``: [low, high]; NaNs for fewer than 2 tracks.
+    """
+    keys = ("mean_nm", "mode_nm", "d50_nm", "sd_nm", "window_fraction")
+    idx = np.flatnonzero(model.valid)
+    if idx.size < 2 or n_boot < 1:
+        return {f"{k}_ci95": [float("nan"), float("nan")] for k in keys}
+    rng = np.random.default_rng(seed)
+    vals = {k: np.empty(n_boot) for k in keys}
+    c = np.zeros(model.valid.size)
+    for b in range(n_boot):
+        c[:] = 0.0
+        c[idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size))
+        wb, _, _ = model.fit(smooth_log=smooth_log, track_weights=c, w0=w_hat, max_iter=max_iter, tol=DEFAULT_TOL)
+        st = grid_statistics(model.grid_nm, wb, window_nm)
+        for k in keys:
+            vals[k][b] = st[k]
+    a = (1 - level) / 2
+    return {f"{k}_ci95": [float(x) for x in np.nanquantile(vals[k], [a, 1 - a])] for k in keys}
+
+
+# =========================================================================================
+# Size versus intensity
+# =========================================================================================
+
+
+def size_intensity(per_track, *, bins=(60, 50), included_only: bool = True):
+    """2-D histogram of per-track size against mean scattering intensity (log × log).
+
+    Populations of similar size but different material (vesicles vs. lipoproteins vs.
+    polystyrene) separate by intensity, and two sizes of one material lie on one
+    intensity ∝ d⁶ (Rayleigh) line: the view instrument users rely on.
+
+    Parameters
+    ----------
+    per_track : pandas.DataFrame
+        ``diameter_nm`` (nm), ``mass_mean`` (integrated brightness, counts), ``included``.
+    bins : (int, int)
+        Bins in log10(diameter) and log10(mass).
+    included_only : bool
+        Use only the tracks in the distribution.
+
+    Returns
+    -------
+    counts : ndarray of float64, shape (bins[0], bins[1])
+        Tracks per (size, intensity) cell.
+    d_edges_nm : ndarray, shape (bins[0] + 1,)
+        Diameter bin edges, nm (log-spaced).
+    mass_edges : ndarray, shape (bins[1] + 1,)
+        Intensity bin edges, counts (log-spaced).
+    """
+    d = per_track["diameter_nm"].to_numpy(float)
+    m = per_track["mass_mean"].to_numpy(float) if "mass_mean" in per_track else np.full(d.size, np.nan)
+    ok = np.isfinite(d) & (d > 0) & np.isfinite(m) & (m > 0)
+    if included_only and "included" in per_track:
+        ok &= per_track["included"].to_numpy(bool)
+    d, m = d[ok], m[ok]
+    if d.size == 0:
+        return np.zeros(bins), np.geomspace(10, 1000, bins[0] + 1), np.geomspace(1, 1e6, bins[1] + 1)
+    de = np.geomspace(max(d.min() * 0.9, 1e-3), d.max() * 1.1, bins[0] + 1)
+    me = np.geomspace(max(m.min() * 0.9, 1e-6), m.max() * 1.1, bins[1] + 1)
+    h, _, _ = np.histogram2d(d, m, bins=[de, me])
+    return h, de, me
+
+
+def plot_size_intensity(path_or_table, ax=None, *, bins=(60, 50)):
+    """Plot the size-versus-intensity histogram (log–log) of a result file or per-track table.
+
+    Parameters
+    ----------
+    path_or_table : str, os.PathLike or pandas.DataFrame
+        An nta result file (``/per_track`` is read) or a per-track table.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; default a new figure.
+    bins : (int, int)
+        As :func:`size_intensity`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    if isinstance(path_or_table, (str, bytes)) or hasattr(path_or_table, "__fspath__"):
+        from .store import read_table
+
+        table = read_table(path_or_table, "per_track")
+    else:
+        table = path_or_table
+    h, de, me = size_intensity(table, bins=bins)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.5))
+    hm = np.ma.masked_equal(h.T, 0)
+    mesh = ax.pcolormesh(de, me, hm, norm=LogNorm(vmin=1, vmax=max(1.0, float(h.max()))), cmap="viridis")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("hydrodynamic diameter (nm)")
+    ax.set_ylabel("mean scattering intensity (mass, counts)")
+    ax.figure.colorbar(mesh, ax=ax, label="tracks")
+    return ax
+
+
+# =========================================================================================
+# The pipeline's distribution stage
+# =========================================================================================
+
+
+def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 1000, seed: int = 0,
+                      smooth_log: float = DEFAULT_SMOOTH_LOG, weighting: str = "number"):
     """The pipeline's distribution stage: per-track table in, summary and arrays out.
+
+    The reported distribution is the FTLA deconvolution (:func:`deconvolve`); the raw
+    per-track histogram and its statistics are kept beside it (``raw_*`` keys,
+    ``counts``).
 
     Parameters
     ----------
     per_track : pandas.DataFrame
         From :func:`nta.diffusion.per_track_table`: ``diameter_nm`` (nm), ``included`` (bool),
-        ``D_um2_s``, ``D_var_um4_s2``, ``n_steps``, ``sigma_loc_um``, ``mass_mean``.
+        ``D_um2_s`` (µm²/s), ``D_var_um4_s2``, ``n_steps``, ``sigma_loc_um`` (µm), ``mass_mean``.
     calibration : nta.calibration.Calibration
-        Temperature (°C) and viscosity (mPa·s) for converting D to diameter.
+        Frame rate, motion blur, temperature (°C) and viscosity (mPa·s).
     window_nm : (float, float)
         Size window, nm.
     n_boot : int
-        Bootstrap resamples for confidence intervals.
+        Bootstrap resamples for the raw statistics' CIs; the deconvolved statistics use
+        ``min(n_boot, BOOT_MAX_RESAMPLES)`` warm-started resamples (:func:`bootstrap_deconvolved`).
     seed : int
         Seed of the bootstrap.
+    smooth_log : float
+        Smoothness prior strength (EMS kernel SD in ln d); see :data:`DEFAULT_SMOOTH_LOG`.
+    weighting : {"number", "area", "volume"}
+        Weighting of the headline statistics (mean, mode, SD, D10/50/90, window fraction,
+        peaks); the number-weighted values are always in ``number_*`` keys too.
 
     Returns
     -------
     summary : dict
-        As :func:`summarize_sizes`, plus ``distribution`` naming the estimator used.
+        ``tracks_valid``, ``mean_nm``, ``mode_nm``, ``sd_nm``, ``d10_nm``, ``d50_nm``,
+        ``d90_nm``, ``window_nm``, ``window_fraction`` and their ``*_ci95``, ``peaks_nm``,
+        ``peak_fractions``, ``d50_in_window``, ``mode_in_window``, ``distribution``,
+        ``weighting``, ``ftla`` (iterations, prior, grid), the area- and volume-weighted
+        ``area_d50_nm`` / ``volume_d50_nm`` / ``*_mean_nm`` / ``*_mode_nm``, and the
+        raw per-track statistics ``raw_*``.
     arrays : dict of ndarray
-        For the ``/distribution`` group: ``bin_edges_nm`` (m + 1,), ``counts`` (m,), ...
+        ``bin_edges_nm`` (m + 1,) and ``counts`` (m,): raw per-track histogram, 1-nm bins;
+        ``counts_ftla`` (m,): the deconvolved number distribution in the same bins, scaled
+        to the number of tracks; ``grid_nm`` (G,); ``density_number``, ``density_area``,
+        ``density_volume`` (G,): weights on the grid (each sums to 1).
     attrs : dict
-        Attributes of the ``/distribution`` group (weighting, estimator).
+        Attributes of the ``/distribution`` group.
     """
+    lo, hi = float(window_nm[0]), float(window_nm[1])
     if len(per_track):
         inc = per_track["included"].to_numpy(bool)
         d = per_track["diameter_nm"].to_numpy(float)[inc]
     else:
         d = np.zeros(0)
-    summary = summarize_sizes(d, window_nm=window_nm, n_boot=n_boot, seed=seed)
-    summary["distribution"] = "per-track histogram (number-weighted)"
+    raw = summarize_sizes(d, window_nm=window_nm, n_boot=n_boot, seed=seed)
     edges, counts = histogram(d)
     arrays = {"bin_edges_nm": edges, "counts": counts}
-    attrs = {"weighting": "number", "kind": "per-track histogram, 1-nm bins"}
+    attrs = {"weighting": weighting, "kind": "FTLA maximum-likelihood deconvolution; counts = raw per-track histogram, 1-nm bins"}
+    summary = {"tracks_valid": raw["tracks_valid"], "window_nm": [lo, hi]}
+    for k, v in raw.items():
+        if k not in ("tracks_valid", "window_nm"):
+            summary[f"raw_{k}"] = v
+    nan2 = [float("nan"), float("nan")]
+    if d.size == 0 or not {"D_um2_s", "n_steps", "sigma_loc_um"} <= set(per_track.columns):
+        summary.update({k: raw[k] for k in raw if k not in ("tracks_valid", "window_nm")})
+        summary.update(peaks_nm=[], peak_fractions=[], distribution="per-track histogram (number-weighted)", weighting=weighting)
+        return summary, arrays, attrs
+    model, w, info = deconvolve(per_track, calibration, smooth_log=smooth_log)
+    grid = model.grid_nm
+    dens = {k: weighted(grid, w, k) for k in ("number", "area", "volume")}
+    wsel = dens[weighting] if weighting in dens else weighted(grid, w, weighting)
+    st = grid_statistics(grid, wsel, (lo, hi))
+    summary.update(st)
+    peaks, fracs = find_peaks(grid, wsel)
+    summary["peaks_nm"], summary["peak_fractions"] = peaks, fracs
+    if weighting == "number":
+        ci = bootstrap_deconvolved(model, w, window_nm=(lo, hi), smooth_log=smooth_log, n_boot=min(n_boot, BOOT_MAX_RESAMPLES), seed=seed)
+        summary.update({k: ci[k] for k in ("mean_nm_ci95", "mode_nm_ci95", "d50_nm_ci95", "window_fraction_ci95", "sd_nm_ci95")})
+    else:
+        summary.update(mean_nm_ci95=nan2, mode_nm_ci95=nan2, d50_nm_ci95=nan2, window_fraction_ci95=nan2)
+    for k in ("area", "volume"):
+        sk = grid_statistics(grid, dens[k], (lo, hi))
+        summary[f"{k}_mean_nm"], summary[f"{k}_mode_nm"], summary[f"{k}_d50_nm"] = sk["mean_nm"], sk["mode_nm"], sk["d50_nm"]
+    nst = grid_statistics(grid, dens["number"], (lo, hi))
+    for k in ("mean_nm", "d50_nm", "mode_nm", "window_fraction"):
+        summary[f"number_{k}"] = nst[k]
+    summary["d50_in_window"] = bool(lo <= summary["d50_nm"] <= hi)
+    summary["mode_in_window"] = bool(lo <= summary["mode_nm"] <= hi)
+    summary["distribution"] = f"FTLA maximum-likelihood deconvolution ({weighting}-weighted)"
+    summary["weighting"] = weighting
+    summary["ftla"] = {
+        "tracks": info["tracks"], "n_iter": info["n_iter"], "loglik": info["loglik"], "smooth_log": smooth_log,
+        "grid_points": int(grid.size), "grid_nm": [float(grid[0]), float(grid[-1])], "tol": DEFAULT_TOL,
+        "max_iter": DEFAULT_MAX_ITER, "bootstrap_resamples": min(n_boot, BOOT_MAX_RESAMPLES) if weighting == "number" else 0,
+        "bootstrap_max_iter": BOOT_MAX_ITER,
+    }
+    arrays.update(counts_ftla=binned_histogram(grid, w, edges, total=float(info["tracks"])), grid_nm=grid,
+                  density_number=dens["number"], density_area=dens["area"], density_volume=dens["volume"])
     return summary, arrays, attrs

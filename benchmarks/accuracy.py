@@ -1,0 +1,285 @@
+"""Accuracy benchmark: nta versus a plain-trackpy baseline on simulated NTA videos with truth.
+
+Run::
+
+    /tmp/venv/bin/python benchmarks/accuracy.py [--work DIR] [--only NAME ...]
+
+Each case is a video written by :func:`nta.simulate.simulate_video` at NanoSight-like
+conditions (25 frames/s, 0.166 µm/px, 30 ms exposure of the 40 ms frame, drift 2–4
+px/frame, 8-bit with shot and read noise, particles leaving the light sheet). Each
+video is processed in the same run by ``nta process`` (subprocess, default settings) and
+by :func:`benchmarks.baseline_trackpy.run_baseline` on the same file. The real recording
+``../shared/data/bulk_water`` (1 µm latex beads) is run too. Results go to
+``benchmarks/results/accuracy.md`` and ``accuracy.json`` with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: Conditions common to every simulated case.
+COMMON = dict(fps=25.0, pixel_size_um=0.166, exposure_ms=30.0, temperature_c=22.0, n_frames=500,
+              width=640, height=480, particles_per_frame=40.0, size_cv=0.05)
+
+#: The cases: name, simulation parameters (on top of COMMON).
+CASES = [
+    dict(name="mono 60 nm", sizes_nm=(60.0,), drift_px_per_frame=(3.0, 0.0), seed=11),
+    dict(name="mono 100 nm", sizes_nm=(100.0,), drift_px_per_frame=(2.0, 1.0), seed=12),
+    dict(name="mono 200 nm", sizes_nm=(200.0,), drift_px_per_frame=(3.0, 1.0), seed=13),
+    dict(name="mono 400 nm", sizes_nm=(400.0,), drift_px_per_frame=(4.0, 0.0), seed=14),
+    dict(name="mix 70+130 nm", sizes_nm=(70.0, 130.0), fractions=(0.5, 0.5), drift_px_per_frame=(3.0, 0.0), seed=15),
+    dict(name="mix 100+150 nm", sizes_nm=(100.0, 150.0), fractions=(0.5, 0.5), drift_px_per_frame=(2.5, 1.0), seed=16),
+    dict(name="mix 80+120 nm", sizes_nm=(80.0, 120.0), fractions=(0.5, 0.5), drift_px_per_frame=(3.0, 0.5), seed=17),
+    dict(name="dim 100 nm", sizes_nm=(100.0,), brightness=140.0, background=25.0, read_noise=3.0,
+         drift_px_per_frame=(3.0, 0.0), seed=18),
+    dict(name="dense 100 nm", sizes_nm=(100.0,), particles_per_frame=150.0, drift_px_per_frame=(3.0, 0.0), seed=19),
+    dict(name="short 100 nm", sizes_nm=(100.0,), n_frames=250, drift_px_per_frame=(3.0, 0.0), seed=20),
+]
+
+
+def _slug(name):
+    return name.replace(" ", "_").replace("+", "_")
+
+
+def make_video(case, work: Path) -> Path:
+    """Write (once) the case's video into ``work``; returns its path."""
+    from nta.simulate import simulate_video
+
+    path = work / f"{_slug(case['name'])}.avi"
+    if path.exists() and path.with_name(path.stem + ".truth.json").exists():
+        return path
+    params = dict(COMMON)
+    params.update({k: v for k, v in case.items() if k != "name"})
+    simulate_video(path, overwrite=True, **params)
+    return path
+
+
+def truth_of(video: Path) -> dict:
+    """Ground truth of a simulated case: the summary plus per-population number fractions.
+
+    The per-population truth counts the particles visible in at least
+    ``truth_min_frames`` frames (the simulator's own definition of the truth sample).
+    """
+    t = json.loads(video.with_name(video.stem + ".truth.json").read_text())
+    d = np.asarray(t["particle_diameters_nm"], float)
+    nf = np.asarray(t["particle_frames_visible"], float)
+    d = d[nf >= t.get("truth_min_frames", 5)]
+    sizes = np.asarray(t["sizes_nm"], float)
+    # assign each particle to the nearest population in ln(d)
+    pop = np.argmin(np.abs(np.log(d)[:, None] - np.log(sizes)[None, :]), axis=1)
+    t["true_fractions"] = [float(np.mean(pop == i)) for i in range(sizes.size)]
+    t["true_pop_median_nm"] = [float(np.median(d[pop == i])) for i in range(sizes.size)]
+    return t
+
+
+def run_nta(video: Path, out: Path, args) -> dict:
+    """``nta process`` in a subprocess, as a user runs it; returns the summary and wall time."""
+    from nta.store import read_summary
+
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "nta.cli", "process", str(video), "-o", str(out), "--overwrite", "--no-progress", *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {r.stderr}")
+    s = read_summary(out)
+    s["wall_s"] = time.perf_counter() - t0
+    return s
+
+
+def baseline_stats(d_nm, window=(40.0, 150.0)) -> dict:
+    """Statistics of the baseline's per-track sizes (as its histogram shows them)."""
+    from nta.distribution import find_peaks, make_grid
+
+    d = np.asarray(d_nm, float)
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size == 0:
+        return {}
+    grid = make_grid(d)
+    # the histogram a user of the baseline looks at: per-track sizes binned on the grid
+    e = np.exp(np.concatenate([[np.log(grid[0]) - 0.01], 0.5 * (np.log(grid[1:]) + np.log(grid[:-1])), [np.log(grid[-1]) + 0.01]]))
+    h, _ = np.histogram(d, bins=e)
+    pk, fr = find_peaks(grid, h.astype(float))
+    return dict(tracks=int(d.size), d50_nm=float(np.median(d)), mean_nm=float(d.mean()), sd_nm=float(d.std(ddof=1)),
+                window_fraction=float(np.mean((d >= window[0]) & (d <= window[1]))), peaks_nm=pk, peak_fractions=fr)
+
+
+def _match_peaks(true_sizes, peaks, fracs):
+    """For each true population, the nearest reported peak (in ln d) and its fraction."""
+    out = []
+    for s in true_sizes:
+        if not peaks:
+            out.append((float("nan"), float("nan")))
+            continue
+        i = int(np.argmin([abs(math.log(p / s)) for p in peaks]))
+        out.append((peaks[i], fracs[i]))
+    # a peak claimed by two populations means they were not resolved
+    if len(true_sizes) > 1 and len({p for p, _ in out}) < len(true_sizes):
+        out = [(p, f) if j == 0 else (float("nan"), float("nan")) for j, (p, f) in enumerate(out)]
+    return out
+
+
+def run_case(case, work: Path) -> dict:
+    from benchmarks.baseline_trackpy import run_baseline
+
+    video = make_video(case, work)
+    t = truth_of(video)
+    args = ["--pixel-size", t["pixel_size_um"], "--temperature", t["temperature_c"], "--exposure", t["exposure_ms"]]
+    s = run_nta(video, work / f"{video.stem}.h5", args)
+    b = run_baseline(video, pixel_size_um=t["pixel_size_um"], fps=t["fps"], temperature_c=t["temperature_c"],
+                     diameter=9, minmass=s["minmass"], search_range=s["search_range_px"])
+    bs = baseline_stats(b["diameter_nm"])
+    bs["time_s"] = b["time_s"]
+    return dict(name=case["name"], truth=dict(
+        d50_nm=t["true_median_nm"], mean_nm=t["true_mean_nm"], sd_nm=t["true_sd_nm"], window_fraction=t["true_window_fraction"],
+        sizes_nm=t["sizes_nm"], fractions=t["true_fractions"], pop_median_nm=t["true_pop_median_nm"]),
+        nta={k: s.get(k) for k in ("tracks_valid", "d50_nm", "mean_nm", "sd_nm", "mode_nm", "window_fraction", "peaks_nm",
+                                    "peak_fractions", "d50_nm_ci95", "window_fraction_ci95", "raw_d50_nm", "raw_sd_nm",
+                                    "raw_window_fraction", "wall_s", "ftla")},
+        baseline=bs)
+
+
+def run_bulk_water(work: Path) -> dict | None:
+    from benchmarks.baseline_trackpy import run_baseline
+
+    src = ROOT.parent / "shared" / "data" / "bulk_water"
+    if not src.is_dir():
+        return None
+    s = run_nta(src, work / "bulk_water.h5", ["--pixel-size", 0.3509, "--fps", 24, "--temperature", 21, "--invert"])
+    b = run_baseline(src, pixel_size_um=0.3509, fps=24, temperature_c=21, invert=True, diameter=s["diameter_px"],
+                     minmass=s["minmass"], search_range=s["search_range_px"])
+    bs = baseline_stats(b["diameter_nm"])
+    bs["time_s"] = b["time_s"]
+    return dict(name="real: bulk_water 1 µm beads", nta={k: s.get(k) for k in ("tracks_valid", "d50_nm", "mean_nm", "sd_nm", "mode_nm",
+                "peaks_nm", "peak_fractions", "d50_nm_ci95", "raw_d50_nm", "wall_s")}, baseline=bs)
+
+
+def _rel(a, b):
+    try:
+        return (a - b) / b
+    except (TypeError, ZeroDivisionError):
+        return float("nan")
+
+
+def _f(v, nd=1, pct=False):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{100 * v:+.1f} %" if pct else f"{v:.{nd}f}"
+
+
+def to_markdown(results, meta) -> str:
+    L = [f"# nta accuracy benchmark", "",
+         f"Machine: {meta['machine']}; date {meta['date']}; versions {json.dumps(meta['versions'])}.", "",
+         f"Conditions: {json.dumps(COMMON)}; per-case overrides in `benchmarks/accuracy.py`. nta: `nta process` with "
+         "defaults (FTLA deconvolution). Baseline: `benchmarks/baseline_trackpy.py` (trackpy locate/link/filter_stubs(13)/"
+         "drift/imsd, per-track linear MSD fit over lags 1–10, Stokes–Einstein) on the same file, with nta's minmass and "
+         "search range. Truth: the particles the simulator saw in ≥ 5 frames.", "",
+         "## Size (D50) and width (SD / mean)", "",
+         "| case | truth D50 nm | nta D50 nm | baseline D50 nm | nta err | baseline err | nta raw-median err | truth SD % | nta SD % | baseline SD % | tracks nta / baseline |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        t, n, b = r.get("truth"), r["nta"], r["baseline"]
+        if t is None:
+            continue
+        cv = lambda s, m: (100 * s / m) if (s is not None and m) else float("nan")
+        L.append(f"| {r['name']} | {_f(t['d50_nm'])} | {_f(n['d50_nm'])} | {_f(b.get('d50_nm'))} | {_f(_rel(n['d50_nm'], t['d50_nm']), pct=True)} | "
+                 f"{_f(_rel(b.get('d50_nm'), t['d50_nm']), pct=True)} | {_f(_rel(n['raw_d50_nm'], t['d50_nm']), pct=True)} | "
+                 f"{_f(cv(t['sd_nm'], t['mean_nm']))} | {_f(cv(n['sd_nm'], n['mean_nm']))} | {_f(cv(b.get('sd_nm'), b.get('mean_nm')))} | "
+                 f"{n['tracks_valid']} / {b.get('tracks')} |")
+    L += ["", "## Window fraction (40–150 nm) and peaks", "",
+          "| case | truth window | nta window | baseline window | truth populations (nm: fraction) | nta peaks (nm: fraction) | baseline peaks (nm: fraction) |",
+          "|---|---|---|---|---|---|---|"]
+    for r in results:
+        t, n, b = r.get("truth"), r["nta"], r["baseline"]
+        if t is None:
+            continue
+        pk = lambda p, f: ", ".join(f"{a:.1f}: {c:.2f}" for a, c in zip(p or [], f or [])) or "–"
+        L.append(f"| {r['name']} | {_f(t['window_fraction'], 3)} | {_f(n['window_fraction'], 3)} | {_f(b.get('window_fraction'), 3)} | "
+                 f"{pk(t['pop_median_nm'], t['fractions'])} | {pk(n['peaks_nm'], n['peak_fractions'])} | {pk(b.get('peaks_nm'), b.get('peak_fractions'))} |")
+    L += ["", "## Goals", ""]
+    for r in results:
+        if "goals" in r:
+            L.append(f"- **{r['name']}**: " + "; ".join(f"{k}: {'met' if v[0] else 'NOT met'} ({v[1]})" for k, v in r["goals"].items()))
+    real = [r for r in results if r.get("truth") is None]
+    if real:
+        L += ["", "## Real recording", ""]
+        for r in real:
+            n, b = r["nta"], r["baseline"]
+            L.append(f"- {r['name']}: nta D50 {_f(n['d50_nm'])} nm (95 % CI {_f((n.get('d50_nm_ci95') or [None])[0])}–"
+                     f"{_f((n.get('d50_nm_ci95') or [None, None])[1])}), raw per-track median {_f(n['raw_d50_nm'])} nm, "
+                     f"{n['tracks_valid']} tracks; baseline median {_f(b.get('d50_nm'))} nm ({b.get('tracks')} tracks). "
+                     f"Goal 900–1200 nm: {'met' if n['d50_nm'] and 900 <= n['d50_nm'] <= 1200 else 'NOT met'}.")
+    L += ["", "Timing (wall, s): " + ", ".join(f"{r['name']}: nta {_f(r['nta'].get('wall_s'))} / baseline {_f(r['baseline'].get('time_s'))}" for r in results)]
+    return "\n".join(L) + "\n"
+
+
+def goals(r) -> dict:
+    t, n = r["truth"], r["nta"]
+    g = {}
+    sizes = t["sizes_nm"]
+    if len(sizes) == 1:
+        e = _rel(n["d50_nm"], t["d50_nm"])
+        g["D50 within 2 %"] = (abs(e) <= 0.02, f"{100 * e:+.1f} %")
+        dcv = 100 * (n["sd_nm"] / n["mean_nm"] - t["sd_nm"] / t["mean_nm"])
+        g["SD within 3 pp"] = (abs(dcv) <= 3, f"{dcv:+.1f} pp")
+        g["single peak"] = (len(n["peaks_nm"] or []) == 1, f"{len(n['peaks_nm'] or [])} peaks")
+    else:
+        m = _match_peaks(t["pop_median_nm"], n["peaks_nm"], n["peak_fractions"])
+        ok_p = all(math.isfinite(p) and abs(p / s - 1) <= 0.05 for (p, _), s in zip(m, t["pop_median_nm"]))
+        ok_f = all(math.isfinite(f) and abs(f - tf) <= 0.10 for (_, f), tf in zip(m, t["fractions"]))
+        g["peaks within 5 %"] = (ok_p, ", ".join(f"{p:.1f} vs {s:.1f}" for (p, _), s in zip(m, t["pop_median_nm"])))
+        g["fractions within 0.10"] = (ok_f, ", ".join(f"{f:.2f} vs {tf:.2f}" for (_, f), tf in zip(m, t["fractions"])))
+    dw = n["window_fraction"] - t["window_fraction"]
+    g["window within 0.05"] = (abs(dw) <= 0.05, f"{dw:+.3f}")
+    return g
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="/tmp/nta_bench", help="folder for the videos and result files")
+    ap.add_argument("--only", nargs="*", help="case names to run (default all)")
+    ap.add_argument("--no-real", action="store_true", help="skip the real bulk_water recording")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy"), help="output stem (.md, .json)")
+    a = ap.parse_args(argv)
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    from nta.pipeline import _versions
+
+    results = []
+    for c in CASES:
+        if a.only and c["name"] not in a.only:
+            continue
+        r = run_case(c, work)
+        r["goals"] = goals(r)
+        results.append(r)
+        print(r["name"], json.dumps({k: v[1] for k, v in r["goals"].items()}), flush=True)
+    if not a.no_real:
+        r = run_bulk_water(work)
+        if r:
+            results.append(r)
+            print(r["name"], r["nta"]["d50_nm"], r["baseline"].get("d50_nm"), flush=True)
+    meta = dict(machine=f"{platform.node()} {platform.processor() or platform.machine()} {os.cpu_count()} CPUs",
+                date=datetime.datetime.now().isoformat(timespec="seconds"), versions=_versions())
+    from nta.store import dumps
+
+    Path(a.out + ".json").write_text(dumps({"meta": meta, "common": COMMON, "cases": CASES, "results": results}) + "\n")
+    Path(a.out + ".md").write_text(to_markdown(results, meta))
+    print(to_markdown(results, meta))
+
+
+if __name__ == "__main__":
+    main()
