@@ -346,3 +346,169 @@ def process(
         return summary
     finally:
         src.close()
+
+def process_tracks(
+    tracks_df,
+    output_path,
+    *,
+    calibration,
+    window_nm=DEFAULT_WINDOW_NM,
+    min_track_length: int | None = None,
+    subtract_drift: bool = True,
+    drift_smoothing: int = 15,
+    n_boot: int = 1000,
+    dilution_factor: float = 1.0,
+    sample: str | None = None,
+    input_path=None,
+    overwrite: bool = False,
+    command: str | None = None,
+    log=None,
+) -> dict:
+    """Size tracks linked elsewhere (e.g. a NanoSight ``AllTracks.csv``) with nta's kernel.
+
+    The positions are taken as given (no locating or linking); the drift common to all
+    tracks is estimated and subtracted (:func:`trackpy.compute_drift`), then the per-track
+    table, the distribution and the summary are made as in :func:`process` and written in
+    the same schema (``/tracks``, ``/drift``, ``/per_track``, ``/distribution``,
+    ``/summary``, provenance).
+
+    Parameters
+    ----------
+    tracks_df : pandas.DataFrame
+        ``particle``, ``frame`` (int), ``x``, ``y`` (px), one row per position, as
+        returned by :func:`nta.io.vendor.read_nanosight_all_tracks`.
+    output_path : str or os.PathLike
+        Result file (``.h5``); never overwritten unless ``overwrite``.
+    calibration : nta.calibration.Calibration or dict
+        A Calibration, or keyword arguments of :func:`nta.calibration.make_calibration`
+        (``pixel_size_um`` µm/px, ``fps`` frames/s, ``temperature_c`` °C, optional
+        ``viscosity_mpas`` mPa·s, ``exposure_ms`` ms, ``sources``).
+    window_nm : (float, float)
+        Size window, nm.
+    min_track_length : int, optional
+        Minimum one-frame steps for a track to enter the distribution (default
+        :data:`nta.diffusion.DEFAULT_MIN_TRACK_LENGTH`).
+    subtract_drift : bool
+        Estimate and subtract the common drift (the vendor's positions include it).
+    drift_smoothing : int
+        Frames in trackpy's rolling mean of the drift.
+    n_boot : int
+        Bootstrap resamples for confidence intervals.
+    dilution_factor : float
+        Dilution factor (≥ 1), recorded.
+    sample : str, optional
+        Sample name (default: the input's stem, else ``"tracks"``).
+    input_path : str or os.PathLike, optional
+        The file the tracks came from (fingerprinted into the provenance).
+    overwrite : bool
+        Replace an existing output.
+    command : str, optional
+        Command line, recorded.
+    log : callable, optional
+        ``log(str)`` receives notes.
+
+    Returns
+    -------
+    dict
+        The summary written (as :func:`process`, without the locating facts).
+
+    Raises
+    ------
+    InputError
+        The table lacks ``particle``, ``frame``, ``x`` or ``y``, or is empty.
+    CalibrationError
+        Calibration missing or impossible.
+    OutputExistsError
+        The output exists and ``overwrite`` is False.
+    """
+    from .calibration import Calibration
+    from .diffusion import DEFAULT_MIN_TRACK_LENGTH, per_track_table
+
+    say = log or (lambda s: None)
+    t_start = time.perf_counter()
+    where = input_path if input_path is not None else output_path
+    missing = [c for c in ("particle", "frame", "x", "y") if c not in getattr(tracks_df, "columns", [])]
+    if missing:
+        raise InputError(f"the tracks table lacks column(s) {missing}", path=where,
+                         fix="give a NanoSight AllTracks.csv (Particle ID, Frame, X, Y) or a trackpy tracks table")
+    tracks = tracks_df[["particle", "frame", "x", "y"]].dropna().copy()
+    if tracks.empty:
+        raise InputError("the tracks table has no positions", path=where, fix="export AllTracks with the tracks included")
+    tracks["particle"] = tracks["particle"].astype(np.int64)
+    tracks["frame"] = tracks["frame"].astype(np.int64)
+    tracks = tracks.sort_values(["particle", "frame"], kind="stable").reset_index(drop=True)
+    lo, hi = float(window_nm[0]), float(window_nm[1])
+    if not (0 <= lo < hi):
+        raise CalibrationError(f"size window {lo:g}–{hi:g} nm is empty or negative", fix="give --window LOW HIGH with 0 ≤ LOW < HIGH (nm)")
+    if isinstance(calibration, Calibration):
+        cal = calibration
+    else:
+        cal = make_calibration(**{"input_name": str(where), **dict(calibration)})
+    for w_ in cal.warnings:
+        say(f"warning: {w_}")
+    min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
+    notes = []
+    frames = np.arange(tracks["frame"].min(), tracks["frame"].max() + 1)
+    drift = pd.DataFrame({"frame": frames, "dx_px": 0.0, "dy_px": 0.0}).set_index("frame")
+    if subtract_drift and tracks["frame"].nunique() > 1:
+        import trackpy as tp
+
+        tp.quiet()
+        d = tp.compute_drift(tracks, smoothing=drift_smoothing, pos_columns=["x", "y"])
+        d = d.reset_index(drop=False) if "frame" not in d.columns else d.reset_index(drop=True)
+        d = d.set_index("frame")[["x", "y"]].rename(columns={"x": "dx_px", "y": "dy_px"})
+        drift = d.reindex(frames).interpolate(limit_direction="both").fillna(0.0)
+        drift.index.name = "frame"
+        off = drift.reindex(tracks["frame"].to_numpy()).to_numpy()
+        tracks["x_raw"], tracks["y_raw"] = tracks["x"], tracks["y"]
+        tracks["x"] = tracks["x_raw"] - off[:, 0]
+        tracks["y"] = tracks["y_raw"] - off[:, 1]
+        notes.append("drift estimated from the tracks (trackpy.compute_drift) and subtracted")
+    steps = drift.diff().dropna()
+    v = (float(steps["dx_px"].mean()), float(steps["dy_px"].mean())) if len(steps) else (0.0, 0.0)
+    sample_name = sample or (Path(str(input_path)).stem if input_path is not None else "tracks")
+    params = {
+        "input_kind": "tracks (positions linked elsewhere)",
+        "window_nm": [lo, hi],
+        "min_track_length_steps": min_len,
+        "subtract_drift": bool(subtract_drift),
+        "drift_smoothing_frames": int(drift_smoothing),
+        "n_boot": n_boot,
+        "dilution_factor": float(dilution_factor),
+        "sample": sample_name,
+    }
+    inputs = [file_fingerprint(input_path)] if input_path is not None and Path(str(input_path)).is_file() else []
+    with ResultWriter(output_path, overwrite=overwrite) as w:
+        w.set_provenance(inputs=inputs, calibration=cal.to_dict(), parameters=params, versions=_versions(),
+                         warnings=list(cal.warnings), command=command or "")
+        w.write_table("tracks", tracks)
+        w.write_table("drift", drift.reset_index())
+        w.set_status("running: sizing")
+        per = per_track_table(tracks, cal, min_track_length=min_len)
+        w.write_table("per_track", per)
+        summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot)
+        w.write_arrays("distribution", arrays, attrs=dist_attrs)
+        if summary["tracks_valid"] == 0:
+            notes.append(f"no track has {min_len} or more one-frame steps with D > 0: the distribution is empty")
+        summary.update(
+            n_frames=int(len(frames)),
+            tracks_total=int(len(per)),
+            drift_px_per_frame=[v[0], v[1]],
+            min_track_length_steps=int(min_len),
+            dilution_factor=float(dilution_factor),
+            sample=sample_name,
+            temperature_c=cal.temperature_c,
+            viscosity_mpas=cal.viscosity_mpas,
+            pixel_size_um=cal.pixel_size_um,
+            fps=cal.fps,
+            notes=notes + [f"warning: {x}" for x in cal.warnings],
+            time_s=time.perf_counter() - t_start,
+        )
+        w.write_summary(summary)
+        for n in notes:
+            say(n)
+        w.finish()
+    return summary
+
+
+__all__.append("process_tracks")
