@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
     pp.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
     pp.add_argument("--max-frames", type=int, help="process only the first N frames")
+    pp.add_argument("--locator", choices=("fast", "trackpy"), default="fast",
+                    help="particle locator: the numba one (default) or trackpy's reference (same algorithm, slower)")
     pp.add_argument("--dilution", type=float, default=1.0, dest="dilution_factor", help="dilution factor of the measured suspension (default 1)")
     pp.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm (for concentration)")
     pp.add_argument("--protein", type=float, dest="protein_ug_ml", help="protein concentration of the sample, µg/mL")
@@ -140,6 +142,43 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--drift", type=float, nargs=2, default=(3.0, 0.0), metavar=("DX", "DY"), help="drift, px/frame")
     pm.add_argument("--seed", type=int, default=0)
     pm.add_argument("--overwrite", action="store_true")
+    pb = sub.add_parser("batch", help="process every video in folders/globs (and import every instrument export), in parallel, restartably")
+    pb.add_argument("inputs", nargs="+", help="folders (searched recursively), glob patterns (quoted) or files")
+    pb.add_argument("-o", "--output", required=True, help="results folder (one .h5 per video, batch.h5 and CSV tables)")
+    pb.add_argument("--pixel-size", type=float, dest="pixel_size_um", help="pixel size, µm/px (default: nta.toml beside the videos)")
+    pb.add_argument("--fps", type=float, help="frame rate, frames/s (default: .nano / summary CSV / nta.toml / the container)")
+    pb.add_argument("--temperature", type=float, dest="temperature_c", help="temperature, °C (default: .nano / summary CSV / nta.toml)")
+    pb.add_argument("--viscosity", type=float, dest="viscosity_mpas", help="viscosity, mPa·s (default: sidecar, else water at the temperature)")
+    pb.add_argument("--exposure", type=float, dest="exposure_ms", help="exposure time, ms")
+    pb.add_argument("--invert", action="store_const", const=True, default=None, help="dark particles on a bright background")
+    pb.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="window_nm", help="size window, nm (default 40 150)")
+    pb.add_argument("--dilution", type=float, dest="dilution_factor", help="dilution factor (default 1, or nta.toml)")
+    pb.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm")
+    pb.add_argument("--protein", type=float, dest="protein_ug_ml", help="protein concentration of the sample, µg/mL")
+    pb.add_argument("--diameter", type=int, dest="diameter_px", help="feature diameter, odd px (default: estimated per video)")
+    pb.add_argument("--minmass", type=float, help="mass threshold (default: from each video's noise)")
+    pb.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics)")
+    pb.add_argument("--memory", type=int, help="linking memory, frames (default 3)")
+    pb.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
+    pb.add_argument("--max-frames", type=int, help="process only the first N frames of each video")
+    pb.add_argument("--samples", dest="samples_csv", help="CSV with columns file,sample (default: samples.csv in the input root, nta.toml [samples], names)")
+    pb.add_argument("--overwrite", action="store_true", help="redo complete results made with other parameters")
+    pb.add_argument("--scheduler", help="run on an existing Dask cluster: tcp://HOST:PORT")
+    pb.add_argument("--dask-local", type=int, metavar="N", help="start a local Dask cluster with N worker processes")
+    pb.add_argument("--jobs", "-j", type=int, help="worker processes of the default local engine (default: the cores; 1: in this process)")
+    pb.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pi = sub.add_parser("import", help="store an instrument export's own results in nta's HDF5 schema")
+    pi.add_argument("exports", nargs="+", help="NanoSight ExperimentSummary / Summary / ParticleData / AllTracks CSV, ZetaView .txt")
+    pi.add_argument("-o", "--output", help="result file (.h5; several videos: OUT.<video>.h5) or folder (default: beside the export)")
+    pi.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), default=(40.0, 150.0), help="size window, nm (default 40 150)")
+    pi.add_argument("--overwrite", action="store_true", help="replace existing result files")
+
+    pc = sub.add_parser("compare", help="two results side by side: summary differences and overlaid distributions")
+    pc.add_argument("a", help="result file A (.h5), e.g. the instrument's (nta import)")
+    pc.add_argument("b", help="result file B (.h5), e.g. nta's")
+    pc.add_argument("--png", help="write the overlaid distributions to this PNG")
+    pc.add_argument("--json", action="store_true", help="the table as JSON")
     return p
 
 
@@ -148,6 +187,9 @@ def _process(a) -> int:
 
     def log(msg):
         print(f"nta: {msg}", file=sys.stderr)
+
+    if str(a.input).lower().endswith(".csv"):
+        return _process_all_tracks(a, log)
 
     process(
         a.input,
@@ -166,6 +208,7 @@ def _process(a) -> int:
         memory=a.memory,
         min_track_length=a.min_track_length,
         max_frames=a.max_frames,
+        locator=a.locator,
         dilution_factor=a.dilution_factor,
         detection_depth_um=a.detection_depth_um,
         protein_ug_ml=a.protein_ug_ml,
@@ -221,6 +264,99 @@ def _simulate(a) -> int:
     return 0
 
 
+def _process_all_tracks(a, log) -> int:
+    """`nta process X_AllTracks.csv`: re-size the instrument's tracks with nta's kernel."""
+    from pathlib import Path
+
+    from .errors import InputError
+    from .io.vendor import detect_export, read_nanosight_all_tracks
+    from .pipeline import process_tracks
+    from .sidecar import find_calibration
+    from .store import read_summary
+
+    path = Path(a.input)
+    if not path.is_file():
+        raise InputError("no such file", path=path, fix="check the path")
+    if detect_export(path) != "nanosight_all_tracks":
+        raise InputError("is a CSV but not a NanoSight AllTracks export (Particle ID, Frame, X, Y columns)", path=path,
+                         fix="give a video, or a *_AllTracks.csv; import other exports with `nta import`")
+    stem = path.stem[: -len("_AllTracks")] if path.stem.lower().endswith("_alltracks") else path.stem
+    flags = {"pixel_size_um": a.pixel_size_um, "fps": a.fps, "temperature_c": a.temperature_c,
+             "viscosity_mpas": a.viscosity_mpas, "exposure_ms": a.exposure_ms}
+    values, sources, _ = find_calibration(path.with_name(stem + ".avi"), flags)
+    for k, v in sources.items():
+        if v != "flag" and k in flags:
+            log(f"{k} = {values[k]} from {v}")
+    cal = {k: values.get(k) for k in flags}
+    cal["sources"] = {k: v for k, v in sources.items() if k in flags}
+    tracks = read_nanosight_all_tracks(path)
+    process_tracks(tracks, a.output, calibration=cal, window_nm=tuple(a.window), min_track_length=a.min_track_length,
+                   dilution_factor=a.dilution_factor, sample=a.sample or stem, input_path=path, overwrite=a.overwrite,
+                   command=" ".join(shlex.quote(x) for x in sys.argv), log=log)
+    s = read_summary(a.output)
+    h = _histogram_text(a.output)
+    if h:
+        print(h)
+    print(format_summary(s))
+    return 0
+
+
+def _batch(a) -> int:
+    from .batch import run_batch
+
+    def log(msg):
+        print(f"nta: {msg}", file=sys.stderr)
+
+    flags = {k: getattr(a, k) for k in ("pixel_size_um", "fps", "temperature_c", "viscosity_mpas", "exposure_ms", "invert",
+                                        "window_nm", "dilution_factor", "detection_depth_um", "protein_ug_ml", "diameter_px",
+                                        "minmass", "search_range_px", "memory", "min_track_length", "max_frames")}
+    r = run_batch(a.inputs, a.output, flags=flags, samples_csv=a.samples_csv, overwrite=a.overwrite, scheduler=a.scheduler,
+                  dask_local=a.dask_local, jobs=a.jobs, progress=not a.no_progress and sys.stderr.isatty(),
+                  command=" ".join(shlex.quote(x) for x in sys.argv), log=log)
+    c = r["counts"]
+    s = r["samples"]
+    if len(s):
+        print(f"{'sample':24s}{'kind':>11s}{'videos':>7s}  {'mean ± SD (nm)':>18s}  {'D50 ± SD (nm)':>18s}  {'D50 95% CI (nm)':>18s}")
+        for _, row in s.iterrows():
+            def pm(m):
+                return f"{_fmt(row[m + '_mean'])} ± {_fmt(row[m + '_sd'])}"
+            ci = f"{_fmt(row['d50_nm_ci95_low'])}–{_fmt(row['d50_nm_ci95_high'])}"
+            print(f"{str(row['sample'])[:24]:24s}{row['kind']:>11s}{int(row['n_videos']):>7d}  {pm('mean_nm'):>18s}  {pm('d50_nm'):>18s}  {ci:>18s}")
+    print(f"{c['done']} done, {c['skipped']} skipped (complete already), {c['failed']} failed or left untouched, "
+          f"in {r['time_s']:.1f} s; tables: {r['paths']['h5']}, {r['paths']['videos_csv']}, {r['paths']['samples_csv']}")
+    return 0 if c["failed"] == 0 else 1
+
+
+def _import(a) -> int:
+    from .importer import import_export
+    from .store import read_summary
+
+    cmd = " ".join(shlex.quote(x) for x in sys.argv)
+    if a.output and str(a.output).endswith(".h5") and len(a.exports) > 1:
+        from .errors import InputError
+
+        raise InputError("several exports cannot share one -o file", fix="give -o a folder")
+    for e in a.exports:
+        for out in import_export(e, a.output, window_nm=tuple(a.window), overwrite=a.overwrite, command=cmd):
+            s = read_summary(out)
+            print(f"{out}  mean {_fmt(s.get('mean_nm'))} nm  D50 {_fmt(s.get('d50_nm'))} nm  tracks {s.get('tracks_valid', 'n/a')}")
+    return 0
+
+
+def _compare(a) -> int:
+    from .compare import compare_results, format_comparison, plot_comparison
+    from .store import dumps
+
+    table, info = compare_results(a.a, a.b)
+    if a.json:
+        print(dumps({"info": info, "table": table.to_dict(orient="index")}))
+    else:
+        print(format_comparison(table, info))
+    if a.png:
+        print(f"wrote {plot_comparison(a.a, a.b, a.png)}")
+    return 0
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -233,7 +369,7 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         pass
-    handlers = {"process": _process, "summary": _summary, "simulate": _simulate}
+    handlers = {"process": _process, "summary": _summary, "simulate": _simulate, "batch": _batch, "import": _import, "compare": _compare}
     try:
         return handlers[a.command](a)
     except NTAError as e:

@@ -1,4 +1,5 @@
-"""Locate: static background removal, then trackpy's locator, with defaults derived from the data.
+"""Locate: static background removal, then a locator (the numba one of :mod:`nta.kernels.locate`
+or trackpy's, same algorithm), with defaults derived from the data.
 
 All positions are in pixels, times in frames (trackpy's conventions).
 """
@@ -6,7 +7,10 @@ All positions are in pixels, times in frames (trackpy's conventions).
 from __future__ import annotations
 
 import math
+import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -19,6 +23,8 @@ __all__ = [
     "estimate_minmass",
     "locate_frames",
     "FEATURE_COLUMNS",
+    "LOCATORS",
+    "DEFAULT_LOCATOR",
 ]
 
 #: Columns of a features table (trackpy's names), pixels and frames.
@@ -155,10 +161,11 @@ def _trackpy():
     return trackpy
 
 
-def estimate_minmass(diff, *, diameter: int, separation: float | None = None, false_per_frame: float = 0.05) -> dict:
+def estimate_minmass(diff, *, diameter: int, separation: float | None = None, false_per_frame: float = 0.05,
+                     locator: str = "fast") -> dict:
     """Mass threshold derived from the measured noise, not a constant.
 
-    trackpy's locator is run with no mass threshold on pure noise of the measured standard
+    The locator is run with no mass threshold on pure noise of the measured standard
     deviation (Gaussian, same frame size, band-passed the same way), which gives the
     distribution of masses that noise alone produces. The threshold is the mass that noise
     exceeds ``false_per_frame`` times per frame (extrapolated along the exponential tail of
@@ -174,6 +181,9 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
         Minimum separation passed to trackpy (default diameter + 1).
     false_per_frame : float
         Tolerated number of noise features per frame at the threshold.
+    locator : {"fast", "trackpy"}
+        Locator run on the noise frames; the pipeline passes the one it locates with, so
+        the threshold is in that locator's mass units (both use trackpy's definition).
 
     Returns
     -------
@@ -181,7 +191,7 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
         ``minmass`` (counts), ``noise_sd`` (counts per pixel) and ``noise_mass_p50`` /
         ``noise_mass_p99`` (counts), for the record.
     """
-    tp = _trackpy()
+    _check_locator(locator)
     diff = np.asarray(diff, dtype=np.float32)
     if diff.ndim == 2:
         diff = diff[None]
@@ -192,7 +202,11 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
     masses = []
     for _ in range(n_frames):
         noise = rng.normal(0.0, sd, size=(h, w)).astype(np.float32)
-        f = tp.locate(noise, diameter, minmass=0, separation=separation, preprocess=True, characterize=False, engine="python")
+        if locator == "fast":
+            f = locate_frames(noise, 0, diameter=diameter, minmass=0, separation=separation, locator="fast")
+        else:
+            f = _trackpy().locate(noise, diameter, minmass=0, separation=separation, preprocess=True,
+                                  characterize=False, engine="python")
         masses.append(f["mass"].to_numpy())
     m = np.sort(np.concatenate(masses)) if masses else np.zeros(0)
     if m.size < 10:
@@ -216,27 +230,139 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
     }
 
 
-def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, separation=None, maxsize=None) -> pd.DataFrame:
-    """Locate particles in background-subtracted frames with trackpy.
+#: Locators: ``"fast"`` (numba, :mod:`nta.kernels.locate`) and ``"trackpy"`` (the reference).
+LOCATORS = ("fast", "trackpy")
+#: Default locator.
+DEFAULT_LOCATOR = "fast"
+
+_pools: dict = {}
+_local = threading.local()
+
+
+def default_workers() -> int:
+    """Threads for the fast locator: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    p = _pools.get(workers)
+    if p is None:
+        p = _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nta-locate")
+    return p
+
+
+def _scratch(shape):
+    from .kernels.locate import make_scratch
+
+    cache = getattr(_local, "scratch", None)
+    if cache is None or cache[0] != shape:
+        _local.scratch = cache = (shape, make_scratch(shape))
+    return cache[1]
+
+
+def _check_locator(locator):
+    if locator not in LOCATORS:
+        raise ValueError(f"locator must be one of {LOCATORS}, got {locator!r}")
+
+
+def _locate_fast(frames, first_frame, *, diameter, minmass, separation, maxsize, background, invert, workers,
+                 percentile=64.0, max_iterations=10) -> pd.DataFrame:
+    from .kernels import locate as K
+
+    frames = np.asarray(frames)
+    if frames.ndim == 2:
+        frames = frames[None]
+    n, H, W = frames.shape
+    diameter = int(diameter)
+    if diameter % 2 != 1 or diameter < 1:
+        raise ValueError(f"diameter must be an odd positive integer, got {diameter}")
+    r = diameter // 2
+    sep = float(diameter + 1) if separation is None else float(separation)
+    margin = float(max(r, sep // 2 - 1, diameter // 2))
+    dil = K.dilation_size(sep)
+    if dil > 128 or r > 60:
+        raise ValueError(f"diameter {diameter} / separation {sep} too large for the fast locator; use locator='trackpy'")
+    gk = K.gaussian_kernel(1.0, 4.0)
+    my, mx, r2, cm, sm = K.mask_tables(r)
+    has_bg = background is not None
+    bg = np.ascontiguousarray(background, dtype=np.float32) if has_bg else np.zeros((1, 1), np.float32)
+    if has_bg and bg.shape != (H, W):
+        raise ValueError(f"background shape {bg.shape} differs from the frames' {(H, W)}")
+    if frames.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        frames = frames.astype(np.float32)
+    frames = np.ascontiguousarray(frames)
+    mm = -np.inf if minmass is None else float(minmass)
+    ms = np.inf if maxsize is None else float(maxsize)
+
+    def one(i):
+        return K.locate_frame(frames[i], bg, has_bg, bool(invert), gk, diameter, sep, dil, margin, my, mx, r2, cm, sm,
+                              mm, ms, float(percentile), int(max_iterations), _scratch((H, W)))
+
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or n == 1:
+        res = [one(i) for i in range(n)]
+    else:
+        res = list(_pool(workers).map(one, range(n)))
+    counts = np.array([len(a) for a in res], np.int64)
+    arr = np.concatenate(res, axis=0) if n else np.zeros((0, 7))
+    return pd.DataFrame({
+        "frame": np.repeat(np.arange(first_frame, first_frame + n, dtype=np.int64), counts),
+        "x": arr[:, 1], "y": arr[:, 0], "mass": arr[:, 2], "size": arr[:, 3], "ecc": arr[:, 4],
+        "signal": arr[:, 5], "raw_mass": arr[:, 6],
+    }, columns=FEATURE_COLUMNS)
+
+
+def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, separation=None, maxsize=None,
+                  locator: str = DEFAULT_LOCATOR, background=None, invert: bool = False,
+                  workers: int | None = None) -> pd.DataFrame:
+    """Locate particles in background-subtracted frames (trackpy's algorithm, fast or reference).
 
     Parameters
     ----------
-    diff : ndarray of float32, shape (n, H, W)
-        Background-subtracted frames, particles bright (:func:`subtract_background`).
+    diff : ndarray, shape (n, H, W) or (H, W)
+        Background-subtracted frames, float32, particles bright (:func:`subtract_background`);
+        or, when ``background`` is given, the frames as recorded (uint8 / uint16 / float32),
+        and the subtraction is done here (fused into the fast locator, so no float32 copy
+        of the chunk is made).
     first_frame : int
         Index of ``diff[0]`` in the video.
     diameter : int
         Odd feature diameter, px.
     minmass : float
-        Minimum integrated brightness, counts (:func:`estimate_minmass`).
+        Minimum integrated brightness of the band-passed feature, counts
+        (:func:`estimate_minmass`); features with mass > minmass are kept. None: no threshold.
     separation, maxsize : float, optional
-        Passed to :func:`trackpy.locate`.
+        Minimum separation (default ``diameter + 1``) and largest radius of gyration, px.
+    locator : {"fast", "trackpy"}
+        ``"fast"``: the numba locator of :mod:`nta.kernels.locate`, frames in parallel
+        threads; the same algorithm, band-pass, 8-bit rescaling, mass definition and
+        output as ``"trackpy"``: :func:`trackpy.locate` frame by frame (``engine="numba"``).
+    background : ndarray of float32, shape (H, W), optional
+        Background to subtract (:func:`background_model`); then ``diff`` is raw frames.
+    invert : bool
+        With ``background``: dark particles on a bright field.
+    workers : int, optional
+        Threads for the fast locator (default: the CPUs available).
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`FEATURE_COLUMNS`; ``x``, ``y`` in px (sub-pixel), ``frame`` int64.
+        Columns :data:`FEATURE_COLUMNS`; ``x``, ``y`` in px (sub-pixel, origin at the centre
+        of pixel (0, 0)), ``mass``, ``signal``, ``raw_mass`` in counts, ``size`` in px,
+        ``frame`` int64.
     """
+    _check_locator(locator)
+    if locator == "fast":
+        return _locate_fast(diff, first_frame, diameter=diameter, minmass=minmass, separation=separation,
+                            maxsize=maxsize, background=background, invert=invert, workers=workers)
+    if background is not None:
+        diff = subtract_background(diff, background, invert=invert)
+    diff = np.asarray(diff)
+    if diff.ndim == 2:
+        diff = diff[None]
     tp = _trackpy()
     out = []
     for i, fr in enumerate(diff):

@@ -94,6 +94,7 @@ def process(
     n_background: int = DEFAULT_BACKGROUND_FRAMES,
     max_frames: int | None = None,
     n_boot: int = 1000,
+    locator: str = "fast",
     dilution_factor: float = 1.0,
     detection_depth_um: float | None = None,
     protein_ug_ml: float | None = None,
@@ -141,6 +142,9 @@ def process(
     min_track_length : int, optional
         Minimum number of one-frame steps for a track to enter the distribution
         (default :data:`nta.diffusion.DEFAULT_MIN_TRACK_LENGTH`).
+    locator : {"fast", "trackpy"}
+        Particle locator: the numba one (:mod:`nta.kernels.locate`, frames in parallel) or
+        trackpy's; same algorithm and mass definition (see :func:`nta.locate.locate_frames`).
     chunk_size : int
         Frames per chunk (the streaming unit).
     n_background : int
@@ -240,7 +244,7 @@ def process(
         diameter = int(diameter_px) if diameter_px is not None else estimate_spot_diameter(probe)
         if diameter % 2 == 0:
             diameter += 1
-        noise = estimate_minmass(probe, diameter=diameter)
+        noise = estimate_minmass(probe, diameter=diameter, locator=locator)
         mm = float(minmass) if minmass is not None else noise["minmass"]
         del sample, samples, probe
 
@@ -258,6 +262,7 @@ def process(
             "min_track_length_steps": min_len,
             "background": f"temporal median of {len(range(0, n_known, step))} frames (every {step}th)",
             "chunk_size": chunk_size,
+            "locator": locator,
             "max_frames": max_frames,
             "n_boot": n_boot,
             "dilution_factor": float(dilution_factor),
@@ -282,8 +287,9 @@ def process(
             bar = _Progress(progress, n_known, "locate")
             try:
                 for first, chunk in src.chunks(chunk_size, stop=n_known):
-                    diff = subtract_background(chunk, bg, invert=invert)
-                    f = locate_frames(diff, first, diameter=diameter, minmass=mm)
+                    # background subtraction fused into the locator (no float32 copy of the chunk)
+                    f = locate_frames(chunk, first, diameter=diameter, minmass=mm, locator=locator,
+                                      background=bg, invert=invert)
                     w.append_table("features", f)
                     feats.append(f)
                     n_frames += chunk.shape[0]
@@ -346,6 +352,7 @@ def process(
         return summary
     finally:
         src.close()
+
 
 def process_tracks(
     tracks_df,
