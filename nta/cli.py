@@ -177,6 +177,39 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("b", help="result file B (.h5), e.g. nta's")
     pc.add_argument("--png", help="write the overlaid distributions to this PNG")
     pc.add_argument("--json", action="store_true", help="the table as JSON")
+
+    # -- qc / report / calibrate / export-csv (issue 6) ------------------------------------
+    def _analysis_args(x):
+        x.add_argument("--samples", help="samples.csv mapping videos to samples and groups (columns file or video, sample, group; "
+                       "default RESULTS/samples.csv if present)")
+        x.add_argument("--rules", help="QC rules file (TOML) overriding nta/rules_default.toml")
+        x.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm (for concentration)")
+        x.add_argument("--calibration", help="bead calibration JSON written by `nta calibrate` (detection depth)")
+        x.add_argument("--protein", type=float, dest="protein_ug_ml", help="protein concentration of the sample, µg/mL")
+
+    pq = sub.add_parser("qc", help="apply QC rules to a result file or a folder of results; exit 1 on FAIL")
+    pq.add_argument("results", help="result file (.h5) or folder of result files")
+    _analysis_args(pq)
+    pq.add_argument("--no-write", action="store_true", help="do not store the QC in the result files")
+    pq.add_argument("--json", action="store_true", help="print the QC as JSON")
+
+    pr = sub.add_parser("report", help="self-contained HTML report of a result file or folder")
+    pr.add_argument("results", help="result file (.h5) or folder of result files")
+    pr.add_argument("-o", "--output", required=True, help="HTML file to write")
+    pr.add_argument("--png", dest="png_dir", help="also write every figure as PNG into this folder")
+    _analysis_args(pr)
+
+    pcal = sub.add_parser("calibrate", help="measure the detection depth on bead videos of known concentration")
+    pcal.add_argument("results", nargs="+", help="result files (or folders) of bead videos processed with nta process")
+    pcal.add_argument("--known", type=float, required=True, dest="known_per_ml", help="bead concentration of the stock, particles/mL")
+    pcal.add_argument("--dilution", type=float, dest="dilution_factor", help="dilution of the measured beads (default: as recorded)")
+    pcal.add_argument("-o", "--output", required=True, help="calibration JSON to write")
+
+    pe = sub.add_parser("export-csv", help="export a result as CSV in the vendor's summary layout (1-nm bins)")
+    pe.add_argument("result", help="result file (.h5)")
+    pe.add_argument("-o", "--output", required=True, help="CSV file to write")
+    pe.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm")
+    pe.add_argument("--calibration", help="bead calibration JSON written by `nta calibrate`")
     return p
 
 
@@ -354,6 +387,66 @@ def _compare(a) -> int:
     return 0
 
 
+def _calibration_of(a):
+    from .concentration import read_calibration_file
+
+    return read_calibration_file(a.calibration) if getattr(a, "calibration", None) else None
+
+
+def _qc(a) -> int:
+    from .qc import evaluate, format_qc, load_rules, load_runs, write_qc
+    from .store import dumps
+
+    rules = load_rules(a.rules)
+    runs = load_runs(a.results, samples_csv=a.samples, detection_depth_um=a.detection_depth_um,
+                     calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml)
+    res = evaluate(runs, rules)
+    if not a.no_write:
+        for r in runs:
+            write_qc(r, res["samples"][r.sample], res["rules_source"])
+    if a.json:
+        samples = {k: {**{kk: vv for kk, vv in v.items() if kk != "metrics"},
+                       "metrics": {m: x for m, x in v["metrics"].items() if not m.startswith("_")}} for k, v in res["samples"].items()}
+        print(dumps({"verdict": res["verdict"], "rules_source": res["rules_source"], "samples": samples,
+                     "runs": [{"file": str(r.path), "sample": r.sample, "verdict": r.verdict, "qc": r.qc, "concentration": r.conc} for r in runs]}))
+    else:
+        print(format_qc(runs, res))
+    return 1 if res["verdict"] == "FAIL" else 0
+
+
+def _report(a) -> int:
+    from .qc import load_rules
+    from .report import build_report
+
+    r = build_report(a.results, a.output, samples_csv=a.samples, rules=load_rules(a.rules), detection_depth_um=a.detection_depth_um,
+                     calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml, png_dir=a.png_dir)
+    print(f"wrote {r['output']} ({r['figures']} figures, QC {r['verdict']})")
+    for f in r["png"]:
+        print(f"wrote {f}")
+    return 0
+
+
+def _calibrate(a) -> int:
+    from .concentration import calibrate_depth, write_calibration_file
+    from .qc import find_results
+
+    files = [f for x in a.results for f in find_results(x)]
+    cal = calibrate_depth(files, a.known_per_ml, dilution_factor=a.dilution_factor)
+    write_calibration_file(cal, a.output)
+    sd = cal["detection_depth_sd_um"]
+    print(f"detection depth {cal['detection_depth_um']:.3f} µm" + (f" (SD {sd:.3f} µm over {len(files)} videos)" if sd == sd else "")
+          + f"; wrote {a.output}")
+    return 0
+
+
+def _export_csv(a) -> int:
+    from .report import export_csv
+
+    out = export_csv(a.result, a.output, detection_depth_um=a.detection_depth_um, calibration=_calibration_of(a))
+    print(f"wrote {out}")
+    return 0
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -366,7 +459,7 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         pass
-    handlers = {"process": _process, "summary": _summary, "simulate": _simulate, "batch": _batch, "import": _import, "compare": _compare}
+    handlers = {"process": _process, "summary": _summary, "simulate": _simulate, "batch": _batch, "import": _import, "compare": _compare, "qc": _qc, "report": _report, "calibrate": _calibrate, "export-csv": _export_csv}
     try:
         return handlers[a.command](a)
     except NTAError as e:
