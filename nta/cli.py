@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
     pp.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
     pp.add_argument("--max-frames", type=int, help="process only the first N frames")
+    pp.add_argument("--locator", choices=("fast", "trackpy"), default="fast",
+                    help="particle locator: the numba one (default) or trackpy's reference (same algorithm, slower)")
     pp.add_argument("--dilution", type=float, default=1.0, dest="dilution_factor", help="dilution factor of the measured suspension (default 1)")
     pp.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm (for concentration)")
     pp.add_argument("--protein", type=float, dest="protein_ug_ml", help="protein concentration of the sample, µg/mL")
@@ -239,6 +241,7 @@ def _process(a) -> int:
         memory=a.memory,
         min_track_length=a.min_track_length,
         max_frames=a.max_frames,
+        locator=a.locator,
         dilution_factor=a.dilution_factor,
         detection_depth_um=a.detection_depth_um,
         protein_ug_ml=a.protein_ug_ml,
