@@ -125,7 +125,8 @@ def test_known_mixture_recovered():
     assert p[0][0] == pytest.approx(70, rel=0.06) and p[1][0] == pytest.approx(130, rel=0.06), p
     assert p[0][1] == pytest.approx(0.5, abs=0.1) and p[1][1] == pytest.approx(0.5, abs=0.1), p
     # the raw per-track histogram is kept beside the deconvolution
-    assert arrays["counts"].sum() == s["tracks_valid"]
+    # (the raw histogram's upper edge, 1.5 × the 99.9th percentile, may leave out an extreme track)
+    assert 0.99 * s["tracks_valid"] <= arrays["counts"].sum() <= s["tracks_valid"]
     assert arrays["counts_ftla"].sum() == pytest.approx(s["tracks_valid"], rel=1e-6)
 
 
