@@ -1,0 +1,220 @@
+"""The fast locator (nta.kernels.locate) against trackpy's, its reference.
+
+Frames come from nta.simulate (Brownian particles, 60–150 nm, shot and read noise, 8-bit
+camera) and from plain random / edge-case arrays. No timings here (see benchmarks/).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from nta.kernels import locate as K
+from nta.locate import (
+    background_model,
+    estimate_minmass,
+    locate_frames,
+    subtract_background,
+)
+
+trackpy = pytest.importorskip("trackpy")
+
+
+@pytest.fixture(scope="module")
+def sim_frames(tmp_path_factory):
+    from nta.io import open_frames
+    from nta.simulate import simulate_video
+
+    d = tmp_path_factory.mktemp("loc")
+    path = d / "sim.tif"
+    simulate_video(path, sizes_nm=(60.0, 100.0, 150.0), n_frames=12, width=320, height=240,
+                   particles_per_frame=25, seed=7)
+    src = open_frames(path)
+    frames = np.concatenate([c for _, c in src.chunks(64)])
+    src.close()
+    return frames
+
+
+def _both(frames, *, diameter=9, minmass=0.0, background=None, invert=False, separation=None, maxsize=None):
+    if background is None:
+        diff = np.asarray(frames, dtype=np.float32)
+    else:
+        diff = subtract_background(frames, background, invert=invert)
+    fast = locate_frames(frames if background is not None else diff, 0, diameter=diameter, minmass=minmass,
+                         separation=separation, maxsize=maxsize, locator="fast",
+                         background=background, invert=invert, workers=2)
+    ref = locate_frames(diff, 0, diameter=diameter, minmass=minmass, separation=separation, maxsize=maxsize,
+                        locator="trackpy")
+    return fast, ref
+
+
+def _match(fast, ref, tol=0.05):
+    """Nearest-neighbour pairs per frame within 1 px; returns (n matched, max |Δ| px, unmatched fast, unmatched ref)."""
+    worst, n, uf, ur = 0.0, 0, 0, 0
+    for fr in np.union1d(fast["frame"].unique(), ref["frame"].unique()):
+        a = fast[fast["frame"] == fr][["x", "y"]].to_numpy()
+        b = ref[ref["frame"] == fr][["x", "y"]].to_numpy()
+        if len(a) == 0 or len(b) == 0:
+            uf += len(a)
+            ur += len(b)
+            continue
+        dist, j = cKDTree(b).query(a, distance_upper_bound=1.0)
+        ok = np.isfinite(dist)
+        n += int(ok.sum())
+        uf += int((~ok).sum())
+        ur += len(b) - len(np.unique(j[ok]))
+        if ok.any():
+            worst = max(worst, float(np.abs(a[ok] - b[j[ok]]).max()))
+    return n, worst, uf, ur
+
+
+def test_fast_matches_trackpy_on_simulated_frames(sim_frames):
+    bg = background_model(sim_frames)
+    for diameter in (7, 9, 11):
+        fast, ref = _both(sim_frames, diameter=diameter, background=bg)
+        n, worst, uf, ur = _match(fast, ref)
+        assert len(ref) > 100
+        # every feature found by one is found by the other, at the same place
+        assert uf == 0 and ur == 0, (uf, ur)
+        assert n == len(ref) == len(fast)
+        assert worst < 0.05, worst
+        # same row order and the same mass definition (so minmass means the same thing)
+        np.testing.assert_allclose(fast[["x", "y"]].to_numpy(), ref[["x", "y"]].to_numpy(), atol=0.05)
+        m = ref["mass"].to_numpy()
+        # 8-bit rescaling: one level of the band-passed image is max/255 counts
+        np.testing.assert_allclose(fast["mass"].to_numpy(), m, rtol=0.02, atol=1.0)
+        np.testing.assert_allclose(fast["raw_mass"].to_numpy(), ref["raw_mass"].to_numpy(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(fast["size"].to_numpy(), ref["size"].to_numpy(), atol=0.01)
+
+
+def test_isolated_particles_within_005_px(sim_frames):
+    """The issue's criterion: isolated particles (no other feature within 3 diameters), above a real minmass."""
+    bg = background_model(sim_frames)
+    diff = subtract_background(sim_frames, bg)
+    mm = estimate_minmass(diff[:4], diameter=9, locator="trackpy")["minmass"]
+    fast, ref = _both(sim_frames, diameter=9, minmass=mm, background=bg)
+    assert len(ref) > 50
+    iso = []
+    for fr, g in ref.groupby("frame"):
+        p = g[["x", "y"]].to_numpy()
+        d, _ = cKDTree(p).query(p, k=2) if len(p) > 1 else (np.full((len(p), 2), np.inf), None)
+        iso.append(g[d[:, 1] > 27])
+    import pandas as pd
+
+    iso = pd.concat(iso)
+    n, worst, uf, ur = _match(fast, iso)
+    assert n == len(iso) > 30
+    assert worst < 0.05
+
+
+def test_minmass_threshold_same_for_both_locators(sim_frames):
+    bg = background_model(sim_frames)
+    diff = subtract_background(sim_frames[:4], bg)
+    a = estimate_minmass(diff, diameter=9, locator="fast")
+    b = estimate_minmass(diff, diameter=9, locator="trackpy")
+    assert a["noise_sd"] == b["noise_sd"]
+    assert a["minmass"] == pytest.approx(b["minmass"], rel=0.02)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_frames(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(30, 90, size=2)
+    fr = rng.normal(0, 3, (2, h, w)).astype(np.float32)
+    # a few Gaussian spots, some at the edges
+    yy, xx = np.mgrid[0:h, 0:w]
+    for k in range(8):
+        cy, cx = rng.uniform(-2, h + 2), rng.uniform(-2, w + 2)
+        fr[k % 2] += rng.uniform(20, 200) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.6**2))
+    fast, ref = _both(fr, diameter=int(rng.choice([5, 7, 9])))
+    assert len(fast) == len(ref)
+    np.testing.assert_allclose(fast[["x", "y"]].to_numpy(), ref[["x", "y"]].to_numpy(), atol=1e-3)
+    np.testing.assert_allclose(fast["mass"].to_numpy(), ref["mass"].to_numpy(), rtol=1e-3, atol=0.05)
+
+
+def test_uint16_invert_separation_maxsize():
+    rng = np.random.default_rng(5)
+    h, w = 64, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.full((h, w), 3000.0)
+    frames = []
+    for t in range(3):
+        f = base + rng.normal(0, 20, (h, w))
+        for cy, cx in [(20, 20), (40 + t, 55), (30, 31)]:
+            f -= 800 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.5**2))
+        frames.append(f)
+    frames = np.clip(np.rint(frames), 0, 65535).astype(np.uint16)
+    bg = np.full((h, w), 3000, np.float32)
+    fast, ref = _both(frames, diameter=7, background=bg, invert=True, separation=12, maxsize=3.0)
+    assert len(fast) == len(ref) >= 9
+    np.testing.assert_allclose(fast[["x", "y"]].to_numpy(), ref[["x", "y"]].to_numpy(), atol=1e-3)
+
+
+def test_edge_cases():
+    # black frame: trackpy finds nothing, nor does the fast locator
+    z = np.zeros((2, 40, 50), np.float32)
+    fast, ref = _both(z, diameter=7)
+    assert len(fast) == len(ref) == 0
+    assert list(fast.columns) == list(ref.columns)
+    # constant frame
+    c = np.full((1, 40, 50), 7.0, np.float32)
+    fast, ref = _both(c, diameter=7)
+    assert len(fast) == len(ref) == 0
+    # a flat plateau (duplicate maxima resolved the same way)
+    p = np.zeros((1, 40, 50), np.float32)
+    p[0, 18:21, 20:24] = 100.0
+    fast, ref = _both(p, diameter=7)
+    assert len(fast) == len(ref) == 1
+    # float32 band-pass here vs float64 in trackpy: an 8-bit level may flip (~1e-5 px)
+    np.testing.assert_allclose(fast[["x", "y"]].to_numpy(), ref[["x", "y"]].to_numpy(), atol=1e-3)
+    # one frame given as 2-D
+    one = locate_frames(p[0], 5, diameter=7, minmass=0, locator="fast")
+    assert (one["frame"] == 5).all()
+
+
+def test_building_blocks_against_numpy_and_scipy():
+    rng = np.random.default_rng(1)
+    # percentile threshold from the histogram equals numpy's linear percentile of the nonzero values
+    for n in (1, 2, 3, 10, 101, 5000):
+        q = rng.integers(0, 256, n).astype(np.uint8)
+        if not (q > 0).any():
+            q[0] = 1
+        hist = np.bincount(q, minlength=256).astype(np.int64)
+        assert K._percentile_threshold(hist, 64.0) == np.percentile(q[q > 0], 64)
+    assert np.isnan(K._percentile_threshold(np.zeros(256, np.int64), 64.0))
+    # horizontal + vertical max filters equal scipy's grey dilation (odd and even sides)
+    q = rng.integers(0, 256, (37, 53)).astype(np.uint8)
+    for dil in (3, 8, 11, 14, 25):
+        hm = np.empty_like(q)
+        K._hmax(q, dil, hm, np.empty(53, np.uint8))
+        dl = ndimage.grey_dilation(q, (dil, dil), mode="constant")
+        lo = dil // 2 - (0 if dil % 2 else 1)
+        hi = dil - 1 - lo
+        vm = np.zeros_like(q)
+        for k in range(-lo, hi + 1):
+            sl = np.roll(hm, -k, axis=0)
+            if k > 0:
+                sl[-k:] = 0
+            elif k < 0:
+                sl[:-k] = 0
+            vm = np.maximum(vm, sl)
+        np.testing.assert_array_equal(vm, dl)
+    # band-pass equals trackpy's (float32 vs float64 rounding only)
+    from trackpy.preprocessing import bandpass
+
+    img = rng.normal(0, 5, (41, 57)).astype(np.float32)
+    img[20, 30] += 300
+    sc = K.make_scratch(img.shape)
+    bmax = K._bandpass(img, np.zeros((1, 1), np.float32), False, False, K.gaussian_kernel(), 9, *sc[:3], sc[5], sc[6], sc[7])
+    ref = bandpass(img, 1, 9, 1 / 255.0)
+    np.testing.assert_allclose(sc[2], ref, atol=2e-4)
+    assert bmax == pytest.approx(ref.max(), rel=1e-6)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=8, minmass=0, locator="fast")
+    with pytest.raises(ValueError):
+        locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=7, minmass=0, locator="nope")
