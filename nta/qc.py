@@ -64,8 +64,8 @@ _LABELS = {
 
 
 def worst(statuses) -> str:
-    """The worst of some statuses (``PASS`` for none)."""
-    return max(statuses, key=_RANK.__getitem__, default="PASS")
+    """The worst of some statuses; ``N/A`` (not assessed) counts as no evidence (``PASS`` for none)."""
+    return max((s for s in statuses if s != "N/A"), key=_RANK.__getitem__, default="PASS")
 
 
 # ------------------------------------------------------------------------------ rules
