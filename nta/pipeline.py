@@ -55,6 +55,39 @@ def _versions() -> dict:
     }
 
 
+def _input_warnings(src, w) -> list:
+    """Warnings about the input found while reading it, stored in the result file.
+
+    Irregular frame timing (duplicate or dropped frames in a video container's timestamps;
+    the timing report goes to provenance ``timing``), a video shorter than its header
+    announces, and NaN/Inf pixels replaced (see :mod:`nta.io.frames`). Returned as
+    ``"warning: ..."`` notes for the summary.
+    """
+    from .errors import NTAError
+
+    out = []
+    if getattr(src, "kind", "") == "video":
+        try:
+            rep = src.timing_report()
+        except NTAError as e:
+            rep = {"available": False, "irregular": None, "reason": str(e)}
+        w.set_provenance(timing=rep)
+        if rep.get("irregular"):
+            at = rep.get("irregular_at_frames") or []
+            out.append(
+                f"warning: irregular frame timing in the container: {rep.get('n_duplicate', 0)} duplicate "
+                f"and {rep.get('n_gaps', 0)} gap step(s) (about {rep.get('n_dropped_estimate', 0)} frames dropped), "
+                f"at frame(s) {', '.join(map(str, at[:10]))}{', ...' if len(at) > 10 else ''}; sizes assume a "
+                "constant 1/fps between frames, so tracks across these frames are biased")
+        if getattr(src, "truncated", False):
+            out.append(f"warning: the video decoded to {src.n_frames} frames but its header announces "
+                       f"{src.n_frames_header}: the file may be truncated")
+    note = src.nonfinite_note() if hasattr(src, "nonfinite_note") else None
+    if note:
+        out.append(f"warning: {note}")
+    return out
+
+
 class _Progress:
     def __init__(self, enabled: bool, total, desc):
         self.bar = None
@@ -234,8 +267,13 @@ def process(
             n_known = min(n_known, stop)
         if n_known is None:
             n_known = sum(c.shape[0] for _, c in src.chunks(chunk_size, stop=stop))
+        if max_frames is not None and int(max_frames) < 2:
+            raise InputError(f"--max-frames {max_frames} leaves fewer than two frames to track", fix="give --max-frames 2 or more", path=input_path)
         if n_known == 0:
             raise InputError("the input holds no frames", fix="check the file was recorded completely", path=input_path)
+        if n_known == 1:
+            raise InputError("holds a single frame; sizing follows particles from frame to frame",
+                             fix="give a video or image sequence of many frames (300 or more is typical)", path=input_path)
         step = max(1, n_known // max(1, n_background))
         samples = [c for _, c in src.chunks(chunk_size, stop=n_known, step=step)]
         sample = np.concatenate(samples, axis=0)
@@ -299,6 +337,7 @@ def process(
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             t_locate = time.perf_counter()
             notes = []
+            notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
             # ---- link -----------------------------------------------------------------
             w.set_status("running: linking")
             lr = link_features(features, search_range_px=search_range, memory=memory)

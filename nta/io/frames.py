@@ -19,6 +19,18 @@ Grey rule (applied to every frame, see :func:`to_grey`)
   back to the input's integer dtype (float input stays float, unrounded).
   Alpha is ignored. A grey+alpha image gives its grey channel.
 
+Non-finite pixels (float recordings)
+------------------------------------
+NaN and ±Inf pixels (dead or saturated pixels flagged by camera software, failed
+conversions) would poison the background median and every filter after it. Frames handed
+out by :meth:`FrameSource.chunks` (and so :meth:`FrameSource.frames` and iteration) have
+each non-finite pixel replaced by the median of that frame's finite pixels (a stand-in
+for the local background, so no feature is made of it). The count per frame is kept in
+:attr:`FrameSource.nonfinite_pixels` and summarised by :meth:`FrameSource.nonfinite_note`
+(the pipeline stores it as a warning in the result file). A frame with no finite pixel
+at all is an :class:`~nta.errors.InputError`. :meth:`FrameSource.read` returns frames
+exactly as stored.
+
 Errors are :class:`nta.errors.InputError` naming the file, the problem and the fix.
 """
 
@@ -167,11 +179,13 @@ class FrameSource:
             math.isfinite(self._fps_override) and self._fps_override > 0
         ):
             raise InputError(f"frame rate {fps!r} is not a positive number",
-                             path=self.path, fix="give fps > 0")
+                             path=self.path, fix="give --fps in frames/s, e.g. --fps 25")
         self.n_frames: int | None = None
         self.shape: tuple[int, int] = (0, 0)
         self.dtype: np.dtype = np.dtype(np.uint8)
         self.codec: str | None = None
+        #: frame index -> number of NaN/Inf pixels replaced in that frame (float sources)
+        self.nonfinite_pixels: dict[int, int] = {}
 
     # ---- attributes
     @property
@@ -232,7 +246,38 @@ class FrameSource:
         chunk_size = int(chunk_size)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        yield from self._chunks(chunk_size, start, stop, step)
+        for first, block in self._chunks(chunk_size, start, stop, step):
+            if block.dtype.kind in "fc":
+                block = self._replace_nonfinite(first, block, step)
+            yield first, block
+
+    def _replace_nonfinite(self, first, block, step):
+        """Replace NaN/Inf pixels by the median of the frame's finite pixels (see module doc)."""
+        bad = ~np.isfinite(block)
+        if not bad.any():
+            return block
+        block = np.array(block, copy=True)
+        for k in np.flatnonzero(bad.any(axis=(1, 2))):
+            idx = int(first) + int(k) * int(step)
+            good = block[k][~bad[k]]
+            if good.size == 0:
+                raise InputError(
+                    f"frame {idx} has no finite pixel (all NaN or Inf)", path=self.path,
+                    fix="re-export the stack, or drop the frames that failed (e.g. analyse fewer with --max-frames)",
+                )
+            block[k][bad[k]] = np.median(good)
+            self.nonfinite_pixels[idx] = int(bad[k].sum())
+        return block
+
+    def nonfinite_note(self) -> str | None:
+        """One-sentence warning about the NaN/Inf pixels replaced so far, or None if none were."""
+        if not self.nonfinite_pixels:
+            return None
+        n_px = sum(self.nonfinite_pixels.values())
+        frames = sorted(self.nonfinite_pixels)
+        shown = ", ".join(str(i) for i in frames[:10]) + (", ..." if len(frames) > 10 else "")
+        return (f"{n_px} NaN/Inf pixels in {len(frames)} frames (frames {shown}) were replaced by "
+                "the median of each frame's finite pixels")
 
     def _chunks(self, chunk_size, start, stop, step):
         rng = self._range(start, stop, step)
@@ -459,7 +504,8 @@ class VideoSource(FrameSource):
                 f"decoding failed at frame {i} ({getattr(e, 'strerror', None) or e}); "
                 "the file may be truncated or damaged",
                 path=self.path,
-                fix=f"use a complete copy of the file, or analyse only frames before {i} (stop={i})",
+                fix=f"use a complete copy of the file, or analyse only the frames before the damage "
+                    f"with --max-frames {i} (stop={i})",
             ) from None
 
     @staticmethod
@@ -699,11 +745,25 @@ class TiffSource(FrameSource):
         # Pages written one by one without stack metadata come out as one series per
         # page: take every following series of the same layout as more frames.
         parts = [s0]
+        yx0 = tuple(s0.shape[s0.axes.index(a)] for a in "YX")
         for s in tif.series[1:]:
             if s.axes == s0.axes and s.dtype == s0.dtype and \
                     tuple(s.shape)[-3:] == tuple(s0.shape)[-3:] and len(s.shape) == len(s0.shape):
                 parts.append(s)
             else:
+                if "Y" in s.axes and "X" in s.axes and s.dtype == s0.dtype and \
+                        s.axes.replace("S", "") == s0.axes.replace("S", ""):
+                    # more frames of the same kind but another size: the recording changes
+                    # size mid-stack. Refuse rather than silently analyse the first part.
+                    yx = tuple(s.shape[s.axes.index(a)] for a in "YX")
+                    n_before = sum(int(np.prod([p.shape[p.axes.index(a)] for a in p.axes
+                                                if a not in "YXS"])) for p in parts)
+                    raise InputError(
+                        f"frames change size: frame {n_before} is {yx[0]}x{yx[1]} px (HxW) but "
+                        f"frame 0 is {yx0[0]}x{yx0[1]} px",
+                        path=self.path,
+                        fix="all frames of a recording must have the same size; split or crop the stack",
+                    )
                 break
         self.n_series_ignored = len(tif.series) - len(parts)
         self.series_axes = s0.axes
