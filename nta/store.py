@@ -187,15 +187,7 @@ class ResultWriter:
             )
         if not self.path.parent.exists():
             raise OutputError(f"folder {self.path.parent} does not exist", fix="create it or choose another -o", path=self.path)
-        try:
-            self._lockfd = os.open(self.lockpath, os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as e:
-            raise OutputError(f"cannot write beside the output: {e.strerror}", fix="choose a writable folder", path=self.path)
-        try:
-            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lockfd)
-            raise OutputError("another nta process is writing this output now", fix="wait for it or choose another -o", path=self.path)
+        self._lock()
         try:
             self.h5 = h5py.File(self.partial, "w")
         except OSError as e:
@@ -212,6 +204,34 @@ class ResultWriter:
         a["created"] = _now()
         self.h5.flush()
 
+    def _lock(self) -> None:
+        """Take the exclusive lock on ``<out>.lock``.
+
+        The lock file is removed when a writer finishes, so a process may lock a file that
+        has just been unlinked; it then checks that the path still names the file it locked
+        and tries again otherwise (else two writers could each hold "the" lock). A lock
+        left by a killed process is released by the kernel, so it never blocks a new run.
+        """
+        for _ in range(100):
+            try:
+                fd = os.open(self.lockpath, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as e:
+                raise OutputError(f"cannot write beside the output: {e.strerror}", fix="choose a writable folder", path=self.path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise OutputError("another nta process is writing this output now", fix="wait for it or choose another -o", path=self.path)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lockpath))
+            except OSError:
+                same = False
+            if same:
+                self._lockfd = fd
+                return
+            os.close(fd)  # locked a lock file another writer had just removed: retry
+        raise OutputError("cannot take the lock beside the output", fix="remove a stale .lock file and retry", path=self.path)
+
     # -- context manager -------------------------------------------------------------------
     def __enter__(self):
         return self
@@ -221,7 +241,14 @@ class ResultWriter:
             return False
         reason = "interrupted" if exc_type in (KeyboardInterrupt, SystemExit) else "failed"
         msg = f"{reason}: {exc_type.__name__ if exc_type else 'not finished'}: {exc}" if exc_type else "interrupted: not finished"
-        self.abort(msg)
+        where = self.abort(msg)
+        if exc_type is not None and issubclass(exc_type, OSError):
+            # h5py/OS write failures (disk full, quota, file-size limit, I/O error): one clear line
+            raise OutputError(
+                f"writing the result failed ({getattr(exc, 'strerror', None) or exc}); the incomplete result "
+                f"is {where.name if where.exists() else 'gone'}, any earlier output is unchanged",
+                fix="free disk space or choose another -o, then run again", path=self.path,
+            ) from exc
         return False
 
     # -- writing ---------------------------------------------------------------------------
@@ -324,6 +351,7 @@ class ResultWriter:
         with open(self.partial, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(self.partial, self.path)
+        _fsync_dir(self.path.parent)
         self._finished = True
         self._unlock()
         return self.path
@@ -342,11 +370,17 @@ class ResultWriter:
         where = self.partial
         try:
             if self.h5.id.valid:
-                self.h5.attrs["complete"] = False
-                self.h5.attrs["status"] = status
-                self.h5.attrs["finished"] = _now()
-                self.h5.close()
-            if not self._existed and not self.path.exists():
+                try:  # may fail itself when the disk is full: the file stays unmarked "complete"
+                    self.h5.attrs["complete"] = False
+                    self.h5.attrs["status"] = status
+                    self.h5.attrs["finished"] = _now()
+                except Exception:
+                    pass
+                try:
+                    self.h5.close()
+                except Exception:
+                    pass
+            if not self._existed and not self.path.exists() and self.partial.exists():
                 os.replace(self.partial, self.path)
                 where = self.path
         finally:
@@ -354,15 +388,31 @@ class ResultWriter:
         return where
 
     def _unlock(self):
+        # unlink while still holding the lock, so no other writer can lock this inode
+        # after we let go and believe it owns the (new) lock file path
+        try:
+            os.unlink(self.lockpath)
+        except OSError:
+            pass
         try:
             fcntl.flock(self._lockfd, fcntl.LOCK_UN)
             os.close(self._lockfd)
         except OSError:
             pass
-        try:
-            os.unlink(self.lockpath)
-        except OSError:
-            pass
+
+
+def _fsync_dir(folder) -> None:
+    """Make a rename in ``folder`` durable (best effort; not all file systems allow it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- reading --------------------------------------------------------------------------------
