@@ -447,8 +447,10 @@ def _run_video(job: Job) -> list:
     notes = []
     t0 = time.perf_counter()
     kw = {k: v for k, v in job.options.items() if v is not None}
+    srcs = {k: v for k, v in job.sources.items() if k in ("pixel_size_um", "fps", "temperature_c", "viscosity_mpas", "exposure_ms")
+            and kw.get(k) is not None}
     process(job.input, out, overwrite=overwrite, sample=job.sample, command=f"nta batch (video {job.input})",
-            log=notes.append, **kw)
+            calibration_sources=srcs, log=notes.append, **kw)
     return [_row_from_summary(job, out, "done", time_s=time.perf_counter() - t0)]
 
 

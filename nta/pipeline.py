@@ -132,6 +132,7 @@ def process(
     detection_depth_um: float | None = None,
     protein_ug_ml: float | None = None,
     sample: str | None = None,
+    calibration_sources: dict | None = None,
     progress: bool = False,
     command: str | None = None,
     log=None,
@@ -195,6 +196,9 @@ def process(
         Protein concentration of the sample, µg/mL (particle-to-protein ratio).
     sample : str, optional
         Sample name (default: the input's file name without extension).
+    calibration_sources : dict, optional
+        Where each calibration value came from (e.g. ``{"pixel_size_um": "nta.toml"}``),
+        recorded in the file; values not listed are recorded as given by flag.
     progress : bool
         Show a progress bar on stderr.
     command : str, optional
@@ -239,7 +243,8 @@ def process(
             temperature_c=temperature_c,
             viscosity_mpas=viscosity_mpas,
             exposure_ms=exposure_ms,
-            sources={"fps": "flag" if fps is not None else "container"} if src.fps is not None else None,
+            sources={**({"fps": "flag" if fps is not None else "container"} if src.fps is not None else {}),
+                     **(calibration_sources or {})},
             input_name=str(input_path),
         )
         for w in cal.warnings:
