@@ -50,6 +50,9 @@ def format_summary(s: dict) -> str:
     lines.append(f"mean          {_fmt(s.get('mean_nm'))} nm{_ci(s.get('mean_nm_ci95'))}")
     lines.append(f"mode          {_fmt(s.get('mode_nm'))} nm{_ci(s.get('mode_nm_ci95'))}")
     lines.append(f"SD            {_fmt(s.get('sd_nm'))} nm")
+    if s.get("distribution"):
+        lines.append(f"distribution  {s['distribution']}" + (
+            f"; raw per-track D50 {_fmt(s.get('raw_d50_nm'))} nm" if s.get("raw_d50_nm") is not None else ""))
     lines.append(f"D10/D50/D90   {_fmt(s.get('d10_nm'))} / {_fmt(s.get('d50_nm'))} / {_fmt(s.get('d90_nm'))} nm{_ci(s.get('d50_nm_ci95'))} (D50)")
     peaks = s.get("peaks_nm")
     if peaks:
