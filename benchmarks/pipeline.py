@@ -1,0 +1,160 @@
+"""Benchmark 2: ``nta process`` end to end against a plain-trackpy script, same file, same run.
+
+Videos (cached under /tmp, generated with ``nta simulate`` if missing): 1500 frames at
+640×480 (50 particles/frame) and 1280×1024 (200 particles/frame), raw 8-bit AVI.
+
+Per video: ``nta process`` (fast locator) in a subprocess, twice (the first run loads the
+numba kernels from the on-disk cache; compile happens only if the cache is cold), then
+the plain-trackpy script ``benchmarks.baseline_trackpy.run_baseline`` in a subprocess;
+wall time and peak RSS (``/usr/bin/time``) of each. Stage times of nta from its summary
+(``time_locate_s``: background + locate), plus, in this process, one PyAV decode pass
+and one read of every pixel from memory (numpy sum of a buffer of the video's size, in
+256 MB pieces) as floors.
+
+Run: ``python -m benchmarks.pipeline [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import machine_info, write_results
+
+VIDEO_DIR = Path(os.environ.get("NTA_BENCH_DIR", "/tmp/nta_bench"))
+VIDEOS = {
+    "640x480": dict(path=VIDEO_DIR / "small1500.avi", width=640, height=480, particles=50, seed=12),
+    "1280x1024": dict(path=VIDEO_DIR / "big1500.avi", width=1280, height=1024, particles=200, seed=11),
+}
+CAL = dict(pixel_size_um=0.166, fps=25.0, temperature_c=22.0)
+
+
+def ensure_video(v, n_frames=1500):
+    if not Path(v["path"]).exists():
+        from nta.simulate import simulate_video
+
+        simulate_video(v["path"], n_frames=n_frames, width=v["width"], height=v["height"],
+                       particles_per_frame=v["particles"], seed=v["seed"])
+    return v["path"]
+
+
+def timed(cmd, env=None):
+    """Run cmd under /usr/bin/time; returns (wall s, peak RSS MB, stdout)."""
+    t = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {p.stderr[-2000:]}")
+    rss = [int(l.split()[1]) for l in p.stderr.splitlines() if l.startswith("MAXRSS")][-1] / 1024
+    return wall, rss, p.stdout
+
+
+def run_nta(path, out, extra=(), cpus=None):
+    cmd = [sys.executable, "-m", "nta.cli", "process", str(path), "-o", str(out), "--overwrite", "--no-progress",
+           "--pixel-size", str(CAL["pixel_size_um"]), "--temperature", str(CAL["temperature_c"]), *extra]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus] + cmd
+    wall, rss, _ = timed(cmd)
+    from nta.store import read_summary
+
+    s = read_summary(out)
+    return dict(wall_s=wall, peak_rss_MB=rss, time_s=s.get("time_s"), time_locate_s=s.get("time_locate_s"),
+                features=s.get("features"), tracks_valid=s.get("tracks_valid"), n_frames=s.get("n_frames"),
+                minmass=s.get("minmass"), diameter_px=s.get("diameter_px"))
+
+
+def run_trackpy(path, diameter, minmass):
+    code = (
+        "import json,sys; from benchmarks.baseline_trackpy import run_baseline; "
+        f"r=run_baseline({str(path)!r}, pixel_size_um={CAL['pixel_size_um']}, fps={CAL['fps']}, "
+        f"temperature_c={CAL['temperature_c']}, diameter={int(diameter)}, minmass={float(minmass)}); "
+        "print(json.dumps({k: r[k] for k in ('n_tracks','time_s','time_read_s','n_frames')}))"
+    )
+    wall, rss, out = timed([sys.executable, "-c", code])
+    d = json.loads(out.strip().splitlines()[-1])
+    d.update(wall_s=wall, peak_rss_MB=rss)
+    return d
+
+
+def decode_pass(path):
+    from nta.io import open_frames
+
+    src = open_frames(path)
+    t = time.perf_counter()
+    n = 0
+    nbytes = 0
+    for _, c in src.chunks(64):
+        n += c.shape[0]
+        nbytes += c.nbytes
+    dt = time.perf_counter() - t
+    src.close()
+    return dt, n, nbytes
+
+
+def pixel_read(nbytes):
+    """Time to read nbytes from memory once (numpy sum over a 256 MB uint8 buffer, repeated)."""
+    piece = min(nbytes, 256 * 2**20)
+    buf = np.ones(piece, np.uint8)
+    buf.sum(dtype=np.uint64)
+    best = np.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        buf.sum(dtype=np.uint64)
+        best = min(best, time.perf_counter() - t)
+    return best * nbytes / piece
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=list(VIDEOS))
+    ap.add_argument("--no-trackpy", action="store_true")
+    a = ap.parse_args(argv)
+    res = {"benchmark": "pipeline", "machine": machine_info(), "videos": {}}
+    lines = ["# Pipeline: `nta process` vs a plain-trackpy script (1500 frames, same file, same run)", "",
+             res["machine"]["summary"], "",
+             "| video | run | wall (s) | frames/s | peak RSS (MB) | vs trackpy |", "|---|---|---:|---:|---:|---:|"]
+    notes = []
+    for name in a.sizes:
+        v = VIDEOS[name]
+        path = ensure_video(v)
+        out = Path("/tmp") / f"nta_bench_{name}.h5"
+        t_dec, n, nbytes = decode_pass(path)
+        t_pix = pixel_read(nbytes)
+        first = run_nta(path, out)
+        warm = run_nta(path, out)
+        trk = run_nta(path, out, extra=("--locator", "trackpy"))
+        base = None if a.no_trackpy else run_trackpy(path, warm["diameter_px"], warm["minmass"])
+        r = dict(n_frames=n, decode_s=t_dec, pixel_read_s=t_pix, nta_first=first, nta_warm=warm,
+                 nta_trackpy_locator=trk, trackpy_script=base)
+        if base:
+            r["ratio_vs_trackpy_script"] = base["wall_s"] / warm["wall_s"]
+        r["ratio_vs_pixel_read"] = warm["wall_s"] / t_pix
+        r["ratio_vs_decode"] = warm["wall_s"] / t_dec
+        res["videos"][name] = r
+        for label, d in [("nta (fast locator, first run)", first), ("nta (fast locator, warm)", warm),
+                         ("nta --locator trackpy", trk), ("plain trackpy script", base)]:
+            if d is None:
+                continue
+            ratio = f"{base['wall_s'] / d['wall_s']:.2f}×" if base else "–"
+            lines.append(f"| {name} | {label} | {d['wall_s']:.1f} | {n / d['wall_s']:.0f} | {d['peak_rss_MB']:.0f} | {ratio} |")
+        loc = warm["time_locate_s"]
+        rest = warm["time_s"] - loc
+        notes.append(
+            f"- {name}: stages of the warm nta run: background + locate {loc:.1f} s ({n / loc:.0f} frames/s), "
+            f"link + size + distribution + store {rest:.1f} s ({n / rest:.0f} frames/s), process start-up/import "
+            f"{warm['wall_s'] - warm['time_s']:.1f} s; PyAV decode alone {t_dec:.2f} s ({n / t_dec:.0f} frames/s); "
+            f"one read of every pixel {t_pix * 1e3:.0f} ms → nta is {r['ratio_vs_pixel_read']:.0f}× a pixel read and "
+            f"{r['ratio_vs_decode']:.1f}× a decode pass; features {warm['features']}, valid tracks {warm['tracks_valid']}"
+            + (f"; trackpy script: read {base['time_read_s']:.1f} s, tracks {base['n_tracks']}" if base else ""))
+        write_results("pipeline", res, "\n".join(lines + [""] + notes))
+
+
+if __name__ == "__main__":
+    main()
