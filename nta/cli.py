@@ -476,6 +476,24 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:
+        # a signal landing inside a library (e.g. numba unpickling a kernel) may surface as
+        # another exception raised "from" our KeyboardInterrupt: still an interruption
+        if _caused_by_interrupt(e):
+            print("nta: interrupted; the result file (if any) is marked incomplete", file=sys.stderr)
+            return 130
+        raise
+
+
+def _caused_by_interrupt(exc) -> bool:
+    """Whether ``exc`` was raised while handling a KeyboardInterrupt (Ctrl-C or SIGTERM)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover
