@@ -472,7 +472,7 @@ def main(argv=None) -> int:
         print(f"nta: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nta: interrupted; the result file (if any) is marked incomplete", file=sys.stderr)
+        _interrupted()
         return 130
     except BrokenPipeError:
         return 0
@@ -480,9 +480,20 @@ def main(argv=None) -> int:
         # a signal landing inside a library (e.g. numba unpickling a kernel) may surface as
         # another exception raised "from" our KeyboardInterrupt: still an interruption
         if _caused_by_interrupt(e):
-            print("nta: interrupted; the result file (if any) is marked incomplete", file=sys.stderr)
+            _interrupted()
             return 130
         raise
+
+
+def _interrupted() -> None:
+    """Report an interruption; silence the clean-up noise of half-built library objects.
+
+    A signal that lands inside a library (e.g. numba/llvmlite compiling a kernel) can leave
+    objects whose ``__del__`` fails at exit, printing "Exception ignored ... Traceback";
+    the result file is already closed and marked incomplete, so those messages are dropped.
+    """
+    print("nta: interrupted; the result file (if any) is marked incomplete", file=sys.stderr)
+    sys.unraisablehook = lambda unraisable: None
 
 
 def _caused_by_interrupt(exc) -> bool:
