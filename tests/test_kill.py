@@ -59,6 +59,7 @@ def _kill_after(cmd, delay, sig):
     uncaught = [b for b in err.split("Exception ignored") if "Traceback" in b.split("\n", 1)[0] or
                 (b is err.split("Exception ignored")[0] and "Traceback" in b)]
     assert not uncaught, err
+    assert proc.returncode != 1, err  # exit code of an uncaught Python exception
     return proc.returncode
 
 
