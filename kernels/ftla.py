@@ -121,7 +121,10 @@ def likelihood_matrix(loglik):
     return lik, scale
 
 
-@numba.njit(cache=True, nogil=True)
+# fastmath limited to re-association and FMA contraction (no NaN/Inf assumptions): lets LLVM
+# vectorise the Σ_j p_kj w_j reductions (about 3× faster; the bootstrap runs hundreds of these
+# fits); results differ from strict left-to-right summation only by rounding (~1e-15 relative).
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def em_weights(lik, track_w, w0, smoother, max_iter, tol):
     """EM (Richardson–Lucy) mixing weights on the grid, with an optional smoothing step.
 

@@ -426,10 +426,15 @@ class FTLAModel:
         if c.sum() <= 0:
             return np.full(g, np.nan), 0, float("nan")
         w0 = np.full(g, 1.0 / g) if w0 is None else np.asarray(w0, np.float64) + 1e-12
-        S = getattr(self, "_S", None)
-        if S is None or getattr(self, "_S_sd", None) != smooth_log:
-            self._S, self._S_sd = smoothing_matrix(self.grid_nm, smooth_log), smooth_log
-        return em_weights(self.lik, c, w0, self._S, int(max_iter), float(tol))
+        return em_weights(self.lik, c, w0, self._smoother(smooth_log), int(max_iter), float(tol))
+
+    def _smoother(self, smooth_log):
+        """The EMS smoothing matrix for ``smooth_log``, cached (one pair, replaced atomically)."""
+        cached = getattr(self, "_S_cache", None)
+        if cached is None or cached[0] != smooth_log:
+            cached = (smooth_log, smoothing_matrix(self.grid_nm, smooth_log))
+            self._S_cache = cached
+        return cached[1]
 
 
 def grid_statistics(grid_nm, w, window_nm=DEFAULT_WINDOW_NM) -> dict:
@@ -660,6 +665,16 @@ def deconvolve(per_track, calibration, *, smooth_log=DEFAULT_SMOOTH_LOG, min_ste
     return model, w, {"n_iter": int(n_iter), "loglik": float(ll), "tracks": model.n_tracks}
 
 
+def _boot_workers() -> int:
+    """Threads for the bootstrap fits: the CPUs this process may run on (as the locator)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_NM, smooth_log=DEFAULT_SMOOTH_LOG,
                           n_boot: int = BOOT_MAX_RESAMPLES, max_iter: int = BOOT_MAX_ITER, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile bootstrap CIs of the deconvolved statistics, resampling tracks.
@@ -681,14 +696,30 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
         return {f"{k}_ci95": [float("nan"), float("nan")] for k in keys}
     rng = np.random.default_rng(seed)
     vals = {k: np.empty(n_boot) for k in keys}
-    c = np.zeros(model.valid.size)
-    for b in range(n_boot):
-        c[:] = 0.0
-        c[idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size))
+    # all multiplicities drawn first, in resample order (the same draws as one-by-one), then the
+    # independent warm-started EM fits run on threads (the numba kernel releases the GIL);
+    # each resample's result lands in its own slot, so the CIs do not depend on the threads
+    p = np.full(idx.size, 1.0 / idx.size)
+    draws = [rng.multinomial(idx.size, p) for _ in range(n_boot)]
+    model._smoother(smooth_log)  # build the cached smoothing matrix before the threads read it
+
+    def one(b):
+        c = np.zeros(model.valid.size)
+        c[idx] = draws[b]
         wb, _, _ = model.fit(smooth_log=smooth_log, track_weights=c, w0=w_hat, max_iter=max_iter, tol=DEFAULT_TOL)
         st = grid_statistics(model.grid_nm, wb, window_nm)
         for k in keys:
             vals[k][b] = st[k]
+
+    workers = min(_boot_workers(), n_boot)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nta-boot") as ex:
+            list(ex.map(one, range(n_boot)))
+    else:
+        for b in range(n_boot):
+            one(b)
     a = (1 - level) / 2
     return {f"{k}_ci95": [float(x) for x in np.nanquantile(vals[k], [a, 1 - a])] for k in keys}
 

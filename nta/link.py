@@ -105,7 +105,13 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
     frames = np.sort(features["frame"].unique())
     if frames.size < 2:
         return pd.DataFrame({"dx_px": [0.0] * frames.size, "dy_px": [0.0] * frames.size}, index=pd.Index(frames, name="frame"))
-    grouped = {int(k): g[["x", "y"]].to_numpy() for k, g in features.groupby("frame", sort=True)}
+    # per-frame (x, y) arrays, rows in their original order within a frame (as groupby gives),
+    # by one stable sort and split instead of a pandas group per frame
+    fr = features["frame"].to_numpy()
+    order = np.argsort(fr, kind="stable")
+    xy = features[["x", "y"]].to_numpy()[order]
+    keys, starts = np.unique(fr[order], return_index=True)
+    grouped = {int(k): part for k, part in zip(keys, np.split(xy, starts[1:]))}
     R = float(max_displacement_px)
     nb = int(math.ceil(2 * R / bin_px))
     centres, vels = [], []
@@ -118,9 +124,11 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
                 continue
             tb = cKDTree(b)
             pairs = tb.query_ball_point(a, R)
-            for i, js in enumerate(pairs):
-                if js:
-                    disp.append(b[js] - a[i])
+            n_per = np.fromiter((len(js) for js in pairs), dtype=np.intp, count=len(pairs))
+            if n_per.sum():
+                # all pairs of this frame at once, in the same order as one feature at a time
+                jj = np.concatenate([np.asarray(js, dtype=np.intp) for js in pairs if js])
+                disp.append(b[jj] - np.repeat(a, n_per, axis=0))
         if not disp:
             continue
         d = np.concatenate(disp)
