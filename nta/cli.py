@@ -454,6 +454,11 @@ def _export_csv(a) -> int:
 
 
 def _on_sigterm(signum, frame):
+    # Also leave a flag the pipeline checks between chunks and stages: an exception raised
+    # here can be swallowed when the signal lands inside a library callback (numba, h5py).
+    from .pipeline import request_stop
+
+    request_stop(f"signal {signum}")
     raise KeyboardInterrupt(f"signal {signum}")
 
 

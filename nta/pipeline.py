@@ -30,7 +30,24 @@ from .locate import (
 )
 from .store import ResultWriter, file_fingerprint
 
-__all__ = ["process", "DEFAULT_BACKGROUND_FRAMES"]
+__all__ = ["process", "request_stop", "DEFAULT_BACKGROUND_FRAMES"]
+
+_STOP = {"reason": None}
+
+
+def request_stop(reason: str = "stop requested") -> None:
+    """Ask a running :func:`process` to stop at the next chunk or stage boundary.
+
+    The run then raises ``KeyboardInterrupt`` and its result file is left marked incomplete.
+    Used by the command line's SIGTERM handler; safe to call from a signal handler.
+    """
+    _STOP["reason"] = reason
+
+
+def _check_stop() -> None:
+    if _STOP["reason"] is not None:
+        raise KeyboardInterrupt(_STOP["reason"])
+
 
 #: Frames sampled (evenly through the video) for the temporal-median background.
 DEFAULT_BACKGROUND_FRAMES = 100
@@ -324,6 +341,7 @@ def process(
                 command=command or "",
             )
             # ---- pass 2: locate, streaming features into the file -----------------------
+            _check_stop()
             w.set_status("running: locating")
             feats = []
             n_frames = 0
@@ -337,6 +355,7 @@ def process(
                     feats.append(f)
                     n_frames += chunk.shape[0]
                     bar.update(chunk.shape[0])
+                    _check_stop()
             finally:
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
@@ -344,6 +363,7 @@ def process(
             notes = []
             notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
             # ---- link -----------------------------------------------------------------
+            _check_stop()
             w.set_status("running: linking")
             lr = link_features(features, search_range_px=search_range, memory=memory)
             notes.extend(lr.notes)
@@ -353,6 +373,7 @@ def process(
             drift = lr.drift.reset_index()
             w.write_table("drift", drift)
             # ---- diffusion and size ---------------------------------------------------
+            _check_stop()
             w.set_status("running: sizing")
             per = per_track_table(tracks, cal, min_track_length=min_len) if len(tracks) else pd.DataFrame(
                 {"particle": np.zeros(0, np.int64), "diameter_nm": np.zeros(0), "included": np.zeros(0, bool)})
@@ -392,6 +413,7 @@ def process(
             w.write_summary(summary)
             for n in notes:
                 say(n)
+            _check_stop()
             w.finish()
         return summary
     finally:

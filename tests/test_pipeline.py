@@ -184,8 +184,10 @@ def test_interrupted_run_leaves_incomplete_file(tmp_path):
     video = tmp_path / "long.avi"
     simulate_video(video, sizes_nm=(100.0,), n_frames=600, width=320, height=240, particles_per_frame=30, seed=3)
     out = tmp_path / "long.h5"
+    # trackpy's locator (~20 ms a frame) keeps the run going for several seconds, so the
+    # signal lands mid-run rather than after a fast run has finished
     cmd = [sys.executable, "-m", "nta.cli", "process", str(video), "-o", str(out), "--pixel-size", "0.166",
-           "--temperature", "22", "--no-progress"]
+           "--temperature", "22", "--no-progress", "--locator", "trackpy"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = out.with_name(out.name + ".partial")
     t0 = time.time()
