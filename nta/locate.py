@@ -91,14 +91,24 @@ def estimate_noise(diff) -> float:
     Returns
     -------
     float
-        1.4826 × median absolute deviation, counts. At least 0.5 counts (8-bit rounding).
+        1.4826 × median absolute deviation, in the frames' units. For integer-valued
+        recordings (the background-subtracted values are then multiples of 0.5) at least
+        0.5 counts, the rounding of the camera; float recordings (e.g. scaled 0–1) have no
+        such floor.
     """
     v = np.asarray(diff, dtype=np.float32).ravel()
     if v.size > 4_000_000:
         v = v[:: v.size // 4_000_000 + 1]
     med = np.median(v)
     mad = np.median(np.abs(v - med))
-    return float(max(1.4826 * mad, 0.5))
+    probe = v[:: max(1, v.size // 100_000)].astype(np.float64)
+    quantized = bool(np.all(np.abs(2.0 * probe - np.round(2.0 * probe)) < 1e-4))
+    sd = 1.4826 * float(mad)
+    if quantized:
+        return float(max(sd, 0.5))
+    if sd <= 0:
+        sd = float(np.std(v)) or float(np.finfo(np.float32).eps)
+    return sd
 
 
 def estimate_spot_diameter(diff, *, min_diameter: int = 5, max_diameter: int = 31) -> int:

@@ -338,8 +338,6 @@ def test_float_tiff_all_nan_frame_is_error(small, tmp_path, capsys):
     _one_line_error(err, str(p), "frame 4", "no finite pixel")
 
 
-@pytest.mark.xfail(strict=True, reason="bug in nta/locate.py (locator owner): float frames scaled 0–1 lose "
-                   "almost all features (8 instead of ~700), giving a 'no particles' result instead of sizes")
 def test_float_tiff_unit_range_finds_particles(small, small_result, tmp_path, capsys):
     import tifffile
 
