@@ -62,7 +62,7 @@ _EXPORT_SUFFIXES = (".csv", ".txt")
 _OPTION_DEFAULTS = {"invert": False, "window_nm": (40.0, 150.0), "dilution_factor": 1.0,
                     "detection_depth_um": None, "protein_ug_ml": None}
 #: Options given by flag only.
-_FLAG_ONLY = ("diameter_px", "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "n_boot")
+_FLAG_ONLY = ("diameter_px", "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "n_boot", "locator")
 #: Summary statistics aggregated per sample.
 SAMPLE_METRICS = ("mean_nm", "mode_nm", "sd_nm", "d10_nm", "d50_nm", "d90_nm", "window_fraction", "tracks_valid",
                   "concentration_per_ml")

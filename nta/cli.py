@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--temperature", type=float, dest="temperature_c", help="temperature, °C (default: .nano / summary CSV / nta.toml)")
     pb.add_argument("--viscosity", type=float, dest="viscosity_mpas", help="viscosity, mPa·s (default: sidecar, else water at the temperature)")
     pb.add_argument("--exposure", type=float, dest="exposure_ms", help="exposure time, ms")
+    pb.add_argument("--locator", choices=("fast", "trackpy"), default=None,
+                    help="particle locator: the numba one (default) or trackpy's reference")
     pb.add_argument("--invert", action="store_const", const=True, default=None, help="dark particles on a bright background")
     pb.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), dest="window_nm", help="size window, nm (default 40 150)")
     pb.add_argument("--dilution", type=float, dest="dilution_factor", help="dilution factor (default 1, or nta.toml)")
@@ -345,7 +347,7 @@ def _batch(a) -> int:
 
     flags = {k: getattr(a, k) for k in ("pixel_size_um", "fps", "temperature_c", "viscosity_mpas", "exposure_ms", "invert",
                                         "window_nm", "dilution_factor", "detection_depth_um", "protein_ug_ml", "diameter_px",
-                                        "minmass", "search_range_px", "memory", "min_track_length", "max_frames")}
+                                        "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "locator")}
     r = run_batch(a.inputs, a.output, flags=flags, samples_csv=a.samples_csv, overwrite=a.overwrite, scheduler=a.scheduler,
                   dask_local=a.dask_local, jobs=a.jobs, progress=not a.no_progress and sys.stderr.isatty(),
                   command=" ".join(shlex.quote(x) for x in sys.argv), log=log)
