@@ -207,6 +207,7 @@ class Run:
     summary: dict
     conc: dict
     diameters_nm: np.ndarray
+    distribution: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     qc: list = field(default_factory=list)
     verdict: str = "PASS"
@@ -332,7 +333,10 @@ def load_runs(path, *, samples_csv=None, detection_depth_um=None, calibration=No
             raise OutputError(f"result file is damaged ({e})", fix="process the video again", path=f) from None
         c = concentration(s, tracks, detection_depth_um=detection_depth_um, calibration=calibration, protein_ug_ml=protein_ug_ml)
         d = per["diameter_nm"].to_numpy(float)[per["included"].to_numpy(bool)] if len(per) and "included" in per else np.zeros(0)
-        r = Run(path=f, sample=sample, group=group, summary=s, conc=c, diameters_nm=d[np.isfinite(d) & (d > 0)])
+        from .store import read_distribution
+
+        r = Run(path=f, sample=sample, group=group, summary=s, conc=c, diameters_nm=d[np.isfinite(d) & (d > 0)],
+                distribution=read_distribution(f))
         r.metrics = run_metrics(f, s, c, per)
         runs.append(r)
     return runs
@@ -413,34 +417,58 @@ def _cv(x) -> float:
     return float(x.std(ddof=1) / abs(x.mean()))
 
 
+def _reported_large_fraction(run: "Run", above_nm: float) -> float:
+    """Share of the run's reported number distribution above ``above_nm`` (nm).
+
+    Uses the reported (deconvolved) 1-nm histogram ``counts_ftla`` when the file has one,
+    else the file's ``counts`` histogram (nta's raw per-track one, or an instrument's own),
+    else the per-track diameters.
+    """
+    dist = run.distribution or {}
+    edges = dist.get("bin_edges_nm")
+    for key in ("counts_ftla", "counts"):
+        c = dist.get(key)
+        if edges is not None and c is not None and np.nansum(c) > 0:
+            c = np.nan_to_num(np.asarray(c, float))
+            return float(c[np.asarray(edges[:-1]) >= above_nm].sum() / c.sum())
+    d = run.diameters_nm
+    return float(np.mean(d > above_nm)) if d.size else float("nan")
+
+
 def sample_metrics(runs: list[Run], rules: dict | None = None) -> dict:
-    """The values the sample rules look at (the sample's videos pooled).
+    """The values the sample rules look at: the videos' reported values, averaged.
+
+    As the instruments report a sample, each statistic is the mean over the sample's
+    videos of that video's reported value (nta's default distribution: the FTLA
+    deconvolution; an imported file's own numbers); valid tracks are summed.
 
     Returns
     -------
     dict
         ``videos``, ``tracks_valid``, ``mode_nm``, ``d50_nm``, ``mean_nm``, ``d10_nm``,
-        ``d90_nm``, ``window_fraction``, ``large_fraction`` (> ``above_nm``),
-        ``cv_d50``, ``cv_concentration``, ``concentration_per_ml`` (mean over videos),
-        ``window_concentration_per_ml``, ``particles_per_ug``, ``window_nm``, ``_why``.
+        ``d90_nm``, ``sd_nm``, ``window_fraction``, ``large_fraction`` (share of the number
+        distribution above ``above_nm``, nm), ``cv_d50``, ``cv_concentration``,
+        ``concentration_per_ml`` (mean over videos), ``window_concentration_per_ml``,
+        ``particles_per_ug``, ``window_nm``, ``_why``.
     """
-    from .distribution import mode_of, window_fraction
-
     above = float(((rules or {}).get("sample", {}).get("large_fraction", {}) or {}).get("above_nm", 200.0))
-    d = np.concatenate([r.diameters_nm for r in runs]) if runs else np.zeros(0)
     win = runs[0].summary.get("window_nm") or [40.0, 150.0] if runs else [40.0, 150.0]
     nan = float("nan")
     why = {}
-    m = {"videos": float(len(runs)), "tracks_valid": float(d.size), "window_nm": list(win)}
-    if d.size:
-        q = np.quantile(d, [0.1, 0.5, 0.9])
-        m.update(mode_nm=mode_of(d), d50_nm=float(q[1]), mean_nm=float(d.mean()), d10_nm=float(q[0]), d90_nm=float(q[2]),
-                 sd_nm=float(d.std(ddof=1)) if d.size > 1 else nan,
-                 window_fraction=window_fraction(d, tuple(win)), large_fraction=float(np.mean(d > above)))
-    else:
-        for k in ("mode_nm", "d50_nm", "mean_nm", "d10_nm", "d90_nm", "sd_nm", "window_fraction", "large_fraction"):
-            m[k] = nan
+    n_valid = sum(int(r.summary.get("tracks_valid") or 0) for r in runs)
+    m = {"videos": float(len(runs)), "tracks_valid": float(n_valid), "window_nm": list(win)}
+
+    def mean_of(vals):
+        v = [float(x) for x in vals if isinstance(x, (int, float)) and math.isfinite(float(x))]
+        return float(np.mean(v)) if v else nan
+
+    for k in ("mode_nm", "d50_nm", "mean_nm", "d10_nm", "d90_nm", "sd_nm", "window_fraction"):
+        m[k] = mean_of([r.summary.get(k) for r in runs if (r.summary.get("tracks_valid") or 0) > 0])
+        if not math.isfinite(m[k]):
             why[k] = "no valid track in any video of the sample"
+    m["large_fraction"] = mean_of([_reported_large_fraction(r, above) for r in runs if (r.summary.get("tracks_valid") or 0) > 0])
+    if not math.isfinite(m["large_fraction"]):
+        why["large_fraction"] = "no valid track in any video of the sample"
     m["cv_d50"] = _cv([r.summary.get("d50_nm") for r in runs])
     concs = [r.conc.get("concentration_per_ml", nan) for r in runs]
     m["cv_concentration"] = _cv(concs)

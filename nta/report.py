@@ -50,6 +50,34 @@ def _density_arrays(dist: dict, n_bins: int) -> dict:
             if k not in ("counts", "bin_edges_nm", "bin_centers_nm") and np.ndim(v) == 1 and len(v) == n_bins}
 
 
+def _estimator(run) -> str:
+    """Short name of the distribution a run reports."""
+    text = str(run.summary.get("distribution") or "")
+    return "FTLA deconvolution" if "FTLA" in text else (text.split("(")[0].strip() or "histogram")
+
+
+def _reported_density(run, edges):
+    """A run's reported number distribution re-binned to ``edges`` (nm), as a density (1/nm).
+
+    The deconvolved 1-nm histogram ``counts_ftla`` when present, else the file's ``counts``
+    (nta's raw per-track histogram, or an imported instrument's own), else the per-track
+    diameters. None when the run has nothing to show.
+    """
+    dist = run.distribution or {}
+    e = dist.get("bin_edges_nm")
+    for key in ("counts_ftla", "counts"):
+        c = dist.get(key)
+        if e is not None and c is not None and np.nansum(c) > 0:
+            c = np.nan_to_num(np.asarray(c, float))
+            centres = 0.5 * (np.asarray(e[1:]) + np.asarray(e[:-1]))
+            h, _ = np.histogram(centres, bins=edges, weights=c)
+            return h / (c.sum() * np.diff(edges))
+    if run.diameters_nm.size:
+        h, _ = np.histogram(run.diameters_nm, bins=edges, density=True)
+        return h
+    return None
+
+
 def figures_for_sample(runs) -> dict:
     """The figures of one sample's runs, as matplotlib Figures keyed by a short name.
 
@@ -72,21 +100,19 @@ def figures_for_sample(runs) -> dict:
     top = float(max(300.0, np.quantile(d, 0.99) * 1.3)) if d.size else 300.0
     figs = {}
 
-    # size distribution: raw histogram behind any deconvolved / estimated density
+    # size distribution: the reported distribution (FTLA deconvolution, or an instrument's
+    # own histogram) in front, the raw per-track histogram behind it
+    edges = np.arange(0, top + 5, 5.0)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    reported = [(r, _reported_density(r, edges)) for r in runs]
+    reported = [(r, h) for r, h in reported if h is not None]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.axvspan(win[0], win[1], color="tab:green", alpha=0.12, label=f"window {win[0]:g}–{win[1]:g} nm")
-    edges = np.arange(0, top + 5, 5.0)
     if d.size:
-        ax.hist(d, bins=edges, density=True, color="0.7", label=f"raw per-track histogram (n = {d.size})")
-    for r in runs[:1] if len(runs) == 1 else []:
-        dist = read_distribution(r.path)
-        if "counts" in dist:
-            for k, v in _density_arrays(dist, len(dist["counts"])).items():
-                e = dist["bin_edges_nm"]
-                c = 0.5 * (e[1:] + e[:-1])
-                area = np.sum(v * np.diff(e))
-                if area > 0:
-                    ax.plot(c, v / area, lw=2, label=k.replace("_", " "))
+        ax.hist(d, bins=edges, density=True, color="0.75", label=f"raw per-track histogram (n = {d.size})")
+    if reported:
+        mean_h = np.mean([h for _, h in reported], axis=0)
+        ax.plot(centres, mean_h, lw=2, color="C0", label=f"reported ({_estimator(runs[0])})")
     ax.set_xlim(0, top)
     ax.set_xlabel("hydrodynamic diameter (nm)")
     ax.set_ylabel("number density (1/nm)")
@@ -95,31 +121,34 @@ def figures_for_sample(runs) -> dict:
     fig.tight_layout()
     figs["distribution"] = fig
 
-    # replicate videos overlaid
+    # replicate videos overlaid (their reported distributions)
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.axvspan(win[0], win[1], color="tab:green", alpha=0.10)
-    for r in runs:
-        if r.diameters_nm.size:
-            h, e = np.histogram(r.diameters_nm, bins=edges, density=True)
-            ax.step(0.5 * (e[1:] + e[:-1]), h, where="mid", lw=1.4, label=f"{r.name} (n = {r.diameters_nm.size})")
+    for r, h in reported:
+        ax.plot(centres, h, lw=1.4, label=f"{r.name} (n = {r.summary.get('tracks_valid', r.diameters_nm.size)})")
     ax.set_xlim(0, top)
     ax.set_xlabel("hydrodynamic diameter (nm)")
-    ax.set_ylabel("density (1/nm)")
+    ax.set_ylabel("number density (1/nm)")
     ax.set_title("replicate videos")
-    if any(r.diameters_nm.size for r in runs):
+    if reported:
         ax.legend(fontsize=7)
     fig.tight_layout()
     figs["replicates"] = fig
 
-    # cumulative with D10/D50/D90
+    # cumulative of the reported distribution (videos averaged) with D10/D50/D90
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    if d.size:
-        s = np.sort(d)
-        ax.plot(s, np.arange(1, s.size + 1) / s.size, color="C0")
+    if reported:
+        cum = np.concatenate([[0.0], np.cumsum(np.mean([h for _, h in reported], axis=0) * np.diff(edges))])
+        cum = cum / cum[-1] if cum[-1] > 0 else cum
+        ax.plot(edges, cum, color="C0", label="reported")
+        if d.size:
+            sd = np.sort(d)
+            ax.plot(sd, np.arange(1, sd.size + 1) / sd.size, color="0.6", lw=1, label="raw per-track")
         for q, lab in ((0.1, "D10"), (0.5, "D50"), (0.9, "D90")):
-            v = float(np.quantile(d, q))
+            v = float(np.interp(q, cum, edges))
             ax.axvline(v, ls="--", color="0.4", lw=1)
             ax.text(v, q, f" {lab} {v:.0f} nm", fontsize=8, va="bottom")
+        ax.legend(fontsize=8, loc="lower right")
     ax.axvspan(win[0], win[1], color="tab:green", alpha=0.10)
     ax.set_xlim(0, top)
     ax.set_ylim(0, 1.02)
