@@ -209,3 +209,20 @@ def test_size_intensity_histogram_and_plot(tmp_path):
     ax = dist.plot_size_intensity(per)
     assert ax.get_xscale() == "log"
     ax.figure.savefig(tmp_path / "si.png")
+
+
+def test_grid_statistics_robust_sd_matches_sd_and_ignores_far_outliers():
+    # log-normal of 5 % CV on the grid: robust SD = plain SD within 0.5 %
+    grid = dist.make_grid(np.array([50.0, 200.0]), lo_nm=20.0, hi_nm=2000.0)
+    s = 0.05
+    w = np.exp(-0.5 * (np.log(grid / 100.0) / s) ** 2)
+    st = dist.grid_statistics(grid, w)
+    exact_sd = 100.0 * math.exp(s * s / 2) * math.sqrt(math.expm1(s * s))
+    assert st["sd_robust_nm"] == pytest.approx(exact_sd, rel=0.03)
+    assert st["sd_robust_nm"] == pytest.approx(st["sd_nm"], rel=0.03)
+    # 0.3 % of the weight at 5x the size: the plain SD is inflated several-fold, the robust SD is not
+    w2 = w / w.sum() * 0.997
+    w2[np.argmin(np.abs(grid - 500.0))] += 0.003
+    st2 = dist.grid_statistics(grid, w2)
+    assert st2["sd_nm"] > 3 * st["sd_nm"]
+    assert st2["sd_robust_nm"] == pytest.approx(st["sd_robust_nm"], rel=0.02)
