@@ -61,8 +61,11 @@ def machine_info() -> dict:
         "pyav": avv,
         "nta": getattr(nta, "__version__", None),
     }
+    d["loadavg_1_5_15"] = list(os.getloadavg())
     d["summary"] = (f"{d['date']} · {cpu}, {ncpu} CPUs, {mem_gb:.0f} GiB · Python {d['python']}, numpy {d['numpy']}, "
-                    f"numba {d['numba']}, trackpy {tpv}, PyAV {avv}, nta {d['nta']}")
+                    f"numba {d['numba']}, trackpy {tpv}, PyAV {avv}, nta {d['nta']} · load average at start "
+                    f"{d['loadavg_1_5_15'][0]:.2f} / {d['loadavg_1_5_15'][1]:.2f} / {d['loadavg_1_5_15'][2]:.2f} "
+                    f"(1/5/15 min; the machine is shared, so timings are upper bounds)")
     return d
 
 

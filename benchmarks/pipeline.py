@@ -61,13 +61,14 @@ def run_nta(path, out, extra=(), cpus=None):
            "--pixel-size", str(CAL["pixel_size_um"]), "--temperature", str(CAL["temperature_c"]), *extra]
     if cpus is not None:
         cmd = ["taskset", "-c", cpus] + cmd
+    load0 = os.getloadavg()[0]
     wall, rss, _ = timed(cmd)
     from nta.store import read_summary
 
     s = read_summary(out)
     return dict(wall_s=wall, peak_rss_MB=rss, time_s=s.get("time_s"), time_locate_s=s.get("time_locate_s"),
                 features=s.get("features"), tracks_valid=s.get("tracks_valid"), n_frames=s.get("n_frames"),
-                minmass=s.get("minmass"), diameter_px=s.get("diameter_px"))
+                minmass=s.get("minmass"), diameter_px=s.get("diameter_px"), load_before=load0, load_after=os.getloadavg()[0])
 
 
 def run_trackpy(path, diameter, minmass):
@@ -77,9 +78,10 @@ def run_trackpy(path, diameter, minmass):
         f"temperature_c={CAL['temperature_c']}, diameter={int(diameter)}, minmass={float(minmass)}); "
         "print(json.dumps({k: r[k] for k in ('n_tracks','time_s','time_read_s','n_frames')}))"
     )
+    load0 = os.getloadavg()[0]
     wall, rss, out = timed([sys.executable, "-c", code])
     d = json.loads(out.strip().splitlines()[-1])
-    d.update(wall_s=wall, peak_rss_MB=rss)
+    d.update(wall_s=wall, peak_rss_MB=rss, load_before=load0, load_after=os.getloadavg()[0])
     return d
 
 
@@ -115,11 +117,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=list(VIDEOS))
     ap.add_argument("--no-trackpy", action="store_true")
+    ap.add_argument("--no-trackpy-locator", nargs="*", default=[], metavar="SIZE",
+                    help="skip the `nta --locator trackpy` row for these sizes (time on a shared machine)")
     a = ap.parse_args(argv)
     res = {"benchmark": "pipeline", "machine": machine_info(), "videos": {}}
     lines = ["# Pipeline: `nta process` vs a plain-trackpy script (1500 frames, same file, same run)", "",
              res["machine"]["summary"], "",
-             "| video | run | wall (s) | frames/s | peak RSS (MB) | vs trackpy |", "|---|---|---:|---:|---:|---:|"]
+             "| video | run | wall (s) | frames/s | peak RSS (MB) | vs trackpy | load avg before → after |",
+             "|---|---|---:|---:|---:|---:|---|"]
     notes = []
     for name in a.sizes:
         v = VIDEOS[name]
@@ -129,7 +134,7 @@ def main(argv=None):
         t_pix = pixel_read(nbytes)
         first = run_nta(path, out)
         warm = run_nta(path, out)
-        trk = run_nta(path, out, extra=("--locator", "trackpy"))
+        trk = None if name in a.no_trackpy_locator else run_nta(path, out, extra=("--locator", "trackpy"))
         base = None if a.no_trackpy else run_trackpy(path, warm["diameter_px"], warm["minmass"])
         r = dict(n_frames=n, decode_s=t_dec, pixel_read_s=t_pix, nta_first=first, nta_warm=warm,
                  nta_trackpy_locator=trk, trackpy_script=base)
@@ -143,7 +148,8 @@ def main(argv=None):
             if d is None:
                 continue
             ratio = f"{base['wall_s'] / d['wall_s']:.2f}×" if base else "–"
-            lines.append(f"| {name} | {label} | {d['wall_s']:.1f} | {n / d['wall_s']:.0f} | {d['peak_rss_MB']:.0f} | {ratio} |")
+            lines.append(f"| {name} | {label} | {d['wall_s']:.1f} | {n / d['wall_s']:.0f} | {d['peak_rss_MB']:.0f} | {ratio} "
+                         f"| {d['load_before']:.1f} → {d['load_after']:.1f} |")
         loc = warm["time_locate_s"]
         rest = warm["time_s"] - loc
         notes.append(

@@ -35,11 +35,12 @@ def main(argv=None):
     run_nta(long, out, extra=("--max-frames", "375"))  # warm the kernel cache
     lines = ["# Scaling of `nta process` (640×480, fast locator, warm cache)", "", res["machine"]["summary"], "",
              "## Video length (50 particles/frame)", "",
-             "| frames | wall (s) | s per 1000 frames | peak RSS (MB) |", "|---:|---:|---:|---:|"]
+             "| frames | wall (s) | s per 1000 frames | peak RSS (MB) | load avg before → after |", "|---:|---:|---:|---:|---|"]
     for n in (375, 750, 1500, 3000):
         d = run_nta(long, out, extra=("--max-frames", str(n)))
         res["length"][n] = d
-        lines.append(f"| {n} | {d['wall_s']:.1f} | {1000 * d['wall_s'] / n:.2f} | {d['peak_rss_MB']:.0f} |")
+        lines.append(f"| {n} | {d['wall_s']:.1f} | {1000 * d['wall_s'] / n:.2f} | {d['peak_rss_MB']:.0f} "
+                     f"| {d['load_before']:.1f} → {d['load_after']:.1f} |")
     r = res["length"]
     res["rss_3000_over_750"] = r[3000]["peak_rss_MB"] / r[750]["peak_rss_MB"]
     lines += ["", f"Peak RSS 3000 / 750 frames: {res['rss_3000_over_750']:.3f}", "",

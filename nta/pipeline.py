@@ -105,6 +105,59 @@ def _input_warnings(src, w) -> list:
     return out
 
 
+def _prefetch(gen, depth: int = 1):
+    """Iterate ``gen`` in a background thread, ``depth`` items ahead.
+
+    The next chunk is decoded while the locator's threads work on this one (the decoder
+    and the numba locator release the GIL), instead of the locator waiting for the
+    decoder. Errors of ``gen`` are raised here; leaving the loop early (an exception,
+    a stop request) stops and closes ``gen`` in its thread.
+    """
+    import queue
+    import threading
+
+    q = queue.Queue(maxsize=max(1, int(depth)))
+    done = object()
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run():
+        try:
+            for item in gen:
+                if not put((item, None)):
+                    break
+            else:
+                put((done, None))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+            put((done, e))
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+
+    t = threading.Thread(target=run, name="nta-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is done:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
 class _Progress:
     def __init__(self, enabled: bool, total, desc):
         self.bar = None
@@ -347,7 +400,7 @@ def process(
             n_frames = 0
             bar = _Progress(progress, n_known, "locate")
             try:
-                for first, chunk in src.chunks(chunk_size, stop=n_known):
+                for first, chunk in _prefetch(src.chunks(chunk_size, stop=n_known)):
                     # background subtraction fused into the locator (no float32 copy of the chunk)
                     f = locate_frames(chunk, first, diameter=diameter, minmass=mm, locator=locator,
                                       background=bg, invert=invert)
