@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import machine_info, write_results
+from benchmarks import RESULTS, machine_info, write_results
 
 VIDEO_DIR = Path(os.environ.get("NTA_BENCH_DIR", "/tmp/nta_bench"))
 VIDEOS = {
@@ -79,7 +79,10 @@ def run_trackpy(path, diameter, minmass):
         "print(json.dumps({k: r[k] for k in ('n_tracks','time_s','time_read_s','n_frames')}))"
     )
     load0 = os.getloadavg()[0]
-    wall, rss, out = timed([sys.executable, "-c", code])
+    try:
+        wall, rss, out = timed([sys.executable, "-c", code])
+    except RuntimeError as e:  # e.g. killed for memory: the script holds the whole video as floats
+        return {"failed": str(e)[-300:], "load_before": load0}
     d = json.loads(out.strip().splitlines()[-1])
     d.update(wall_s=wall, peak_rss_MB=rss, load_before=load0, load_after=os.getloadavg()[0])
     return d
@@ -119,13 +122,28 @@ def main(argv=None):
     ap.add_argument("--no-trackpy", action="store_true")
     ap.add_argument("--no-trackpy-locator", nargs="*", default=[], metavar="SIZE",
                     help="skip the `nta --locator trackpy` row for these sizes (time on a shared machine)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other sizes' rows of results/pipeline.{json,md} (runs of this invocation replace theirs)")
     a = ap.parse_args(argv)
     res = {"benchmark": "pipeline", "machine": machine_info(), "videos": {}}
+    kept_lines, kept_notes = [], []
+    if a.merge and (RESULTS / "pipeline.json").exists():
+        old = json.loads((RESULTS / "pipeline.json").read_text())
+        res["earlier_runs_machine"] = old.get("machine")
+        res["videos"] = {k: v for k, v in old.get("videos", {}).items() if k not in a.sizes}
+        for line in (RESULTS / "pipeline.md").read_text().splitlines():
+            if any(line.startswith(f"| {k} |") for k in res["videos"]):
+                kept_lines.append(line)
+            elif any(line.startswith(f"- {k}:") for k in res["videos"]):
+                kept_notes.append(line)
+        if kept_lines:
+            kept_notes.append(f"- rows for {', '.join(res['videos'])} from the earlier run of {old['machine']['summary']}")
     lines = ["# Pipeline: `nta process` vs a plain-trackpy script (1500 frames, same file, same run)", "",
              res["machine"]["summary"], "",
              "| video | run | wall (s) | frames/s | peak RSS (MB) | vs trackpy | load avg before → after |",
              "|---|---|---:|---:|---:|---:|---|"]
-    notes = []
+    notes = list(kept_notes)
+    lines += kept_lines
     for name in a.sizes:
         v = VIDEOS[name]
         path = ensure_video(v)
@@ -136,6 +154,10 @@ def main(argv=None):
         warm = run_nta(path, out)
         trk = None if name in a.no_trackpy_locator else run_nta(path, out, extra=("--locator", "trackpy"))
         base = None if a.no_trackpy else run_trackpy(path, warm["diameter_px"], warm["minmass"])
+        if base is not None and "failed" in base:
+            notes.append(f"- {name}: the plain trackpy script failed ({base['failed'].splitlines()[-1][-160:]})")
+            res.setdefault("trackpy_script_failed", {})[name] = base
+            base = None
         r = dict(n_frames=n, decode_s=t_dec, pixel_read_s=t_pix, nta_first=first, nta_warm=warm,
                  nta_trackpy_locator=trk, trackpy_script=base)
         if base:
