@@ -226,3 +226,39 @@ def test_grid_statistics_robust_sd_matches_sd_and_ignores_far_outliers():
     st2 = dist.grid_statistics(grid, w2)
     assert st2["sd_nm"] > 3 * st["sd_nm"]
     assert st2["sd_robust_nm"] == pytest.approx(st["sd_robust_nm"], rel=0.02)
+
+
+def test_outlier_term_keeps_stray_tracks_from_inflating_the_sd():
+    # 300 tracks of 100 nm (5 % CV) + 2 stray tracks with D̂ 5x too low (~500 nm), far apart
+    per = synthetic_tracks([100.0], [1.0], 300, seed=7, cv=0.05, n_min=20, n_max=60)
+    per = per[per["included"]].reset_index(drop=True)
+    stray = per.iloc[:2].copy()
+    stray["D_um2_s"] = stray["D_um2_s"] / np.array([5.0, 8.0])
+    per = pd.concat([per, stray], ignore_index=True)
+    per["diameter_nm"] = stokes_einstein_diameter(per["D_um2_s"].to_numpy(), CAL0.temperature_c, CAL0.viscosity_mpas)
+    st = {}
+    for eps in (0.0, dist.DEFAULT_OUTLIER_WEIGHT):
+        model, w, _ = dist.deconvolve(per, CAL0, outlier_weight=eps)
+        assert model.outlier_weight == eps
+        st[eps] = dist.grid_statistics(model.grid_nm, w)
+    plain, robust = st[0.0], st[dist.DEFAULT_OUTLIER_WEIGHT]
+    assert plain["sd_nm"] / plain["mean_nm"] > 0.15  # the strays alone inflate the plain SD
+    assert robust["sd_nm"] / robust["mean_nm"] < 0.10
+    assert robust["d50_nm"] == pytest.approx(plain["d50_nm"], rel=0.02)
+    with pytest.raises(ValueError):
+        dist.deconvolve(per, CAL0, outlier_weight=1.0)
+
+
+def test_outlier_term_equals_adding_eps_q_to_each_row():
+    per = synthetic_tracks([80.0, 150.0], [0.5, 0.5], 60, seed=3)
+    per = per[per["included"]].reset_index(drop=True)
+    s2 = np.full(len(per), 0.03**2)
+    kw = dict(fps=CAL0.fps, blur_r=CAL0.motion_blur_r, temperature_c=CAL0.temperature_c, viscosity_mpas=CAL0.viscosity_mpas)
+    m0 = dist.FTLAModel(per["D_um2_s"], per["n_steps"], s2, outlier_weight=0.0, **kw)
+    m1 = dist.FTLAModel(per["D_um2_s"], per["n_steps"], s2, outlier_weight=0.1, grid_nm=m0.grid_nm, **kw)
+    # unscaled densities: p_kj = lik0 * exp(scale); mixed = 0.9 p + 0.1 / (D̂ ln(Dmax/Dmin))
+    p = m0.lik * np.exp(m0.row_log_scale)[:, None]
+    q = 1.0 / (per["D_um2_s"].to_numpy() * math.log(m0.grid_D.max() / m0.grid_D.min()))
+    ref = 0.9 * p + 0.1 * q[:, None]
+    got = m1.lik * np.exp(m1.row_log_scale)[:, None]
+    np.testing.assert_allclose(got, ref, rtol=1e-10)
