@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("results", help="result file (.h5) or folder of result files")
     pr.add_argument("-o", "--output", required=True, help="HTML file to write")
     pr.add_argument("--png", dest="png_dir", help="also write every figure as PNG into this folder")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing report (and PNGs)")
     _analysis_args(pr)
 
     pcal = sub.add_parser("calibrate", help="measure the detection depth on bead videos of known concentration")
@@ -211,10 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     pcal.add_argument("--known", type=float, required=True, dest="known_per_ml", help="bead concentration of the stock, particles/mL")
     pcal.add_argument("--dilution", type=float, dest="dilution_factor", help="dilution of the measured beads (default: as recorded)")
     pcal.add_argument("-o", "--output", required=True, help="calibration JSON to write")
+    pcal.add_argument("--overwrite", action="store_true", help="replace an existing calibration file")
 
     pe = sub.add_parser("export-csv", help="export a result as CSV in the vendor's summary layout (1-nm bins)")
     pe.add_argument("result", help="result file (.h5)")
     pe.add_argument("-o", "--output", required=True, help="CSV file to write")
+    pe.add_argument("--overwrite", action="store_true", help="replace an existing CSV file")
     pe.add_argument("--detection-depth", type=float, dest="detection_depth_um", help="effective light-sheet depth, µm")
     pe.add_argument("--calibration", help="bead calibration JSON written by `nta calibrate`")
     return p
@@ -411,7 +414,12 @@ def _qc(a) -> int:
     res = evaluate(runs, rules)
     if not a.no_write:
         for r in runs:
-            write_qc(r, res["samples"][r.sample], res["rules_source"])
+            try:
+                write_qc(r, res["samples"][r.sample], res["rules_source"])
+            except (OSError, NTAError) as e:
+                why = getattr(e, "strerror", None) or getattr(e, "problem", None) or str(e).splitlines()[0]
+                print(f"nta: warning: {r.path}: the QC verdict was not recorded in the file ({why}); "
+                      "the verdict below stands (use --no-write to skip recording)", file=sys.stderr)
     if a.json:
         samples = {k: {**{kk: vv for kk, vv in v.items() if kk != "metrics"},
                        "metrics": {m: x for m, x in v["metrics"].items() if not m.startswith("_")}} for k, v in res["samples"].items()}
@@ -426,6 +434,9 @@ def _report(a) -> int:
     from .qc import load_rules
     from .report import build_report
 
+    from .store import check_new_output
+
+    check_new_output(a.output, overwrite=a.overwrite, what="report")
     r = build_report(a.results, a.output, samples_csv=a.samples, rules=load_rules(a.rules), detection_depth_um=a.detection_depth_um,
                      calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml, png_dir=a.png_dir)
     print(f"wrote {r['output']} ({r['figures']} figures, QC {r['verdict']})")
@@ -438,6 +449,9 @@ def _calibrate(a) -> int:
     from .concentration import calibrate_depth, write_calibration_file
     from .qc import find_results
 
+    from .store import check_new_output
+
+    check_new_output(a.output, overwrite=a.overwrite, what="calibration file")
     files = [f for x in a.results for f in find_results(x)]
     cal = calibrate_depth(files, a.known_per_ml, dilution_factor=a.dilution_factor)
     write_calibration_file(cal, a.output)
@@ -450,6 +464,9 @@ def _calibrate(a) -> int:
 def _export_csv(a) -> int:
     from .report import export_csv
 
+    from .store import check_new_output
+
+    check_new_output(a.output, overwrite=a.overwrite, what="CSV export")
     out = export_csv(a.result, a.output, detection_depth_um=a.detection_depth_um, calibration=_calibration_of(a))
     print(f"wrote {out}")
     return 0
@@ -479,27 +496,46 @@ def main(argv=None) -> int:
         print(f"nta: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        _interrupted()
+        _interrupted(a)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        # permissions, a full disk, a vanished folder: the system's words, on one line
+        if _caused_by_interrupt(e):
+            _interrupted(a)
+            return 130
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"nta: error: {where}{e.strerror or e} (check the path, its permissions and free space)", file=sys.stderr)
+        return 2
     except Exception as e:
         # a signal landing inside a library (e.g. numba unpickling a kernel) may surface as
         # another exception raised "from" our KeyboardInterrupt: still an interruption
         if _caused_by_interrupt(e):
-            _interrupted()
+            _interrupted(a)
             return 130
         raise
 
 
-def _interrupted() -> None:
+def _interrupted(a=None) -> None:
     """Report an interruption; silence the clean-up noise of half-built library objects.
 
     A signal that lands inside a library (e.g. numba/llvmlite compiling a kernel) can leave
     objects whose ``__del__`` fails at exit, printing "Exception ignored ... Traceback";
     the result file is already closed and marked incomplete, so those messages are dropped.
     """
-    print("nta: interrupted; the result file (if any) is marked incomplete", file=sys.stderr)
+    out = getattr(a, "output", None) if a is not None and getattr(a, "command", "") == "process" else None
+    if out:
+        from pathlib import Path
+
+        partial = Path(str(out) + ".partial")
+        where = partial if partial.exists() else Path(out)
+        if where.exists():
+            print(f"nta: interrupted; {where} is kept, marked incomplete (nta summary shows it)", file=sys.stderr)
+        else:
+            print("nta: interrupted before any result was written", file=sys.stderr)
+    else:
+        print("nta: interrupted; any result file being written is marked incomplete", file=sys.stderr)
     sys.unraisablehook = lambda unraisable: None
 
 

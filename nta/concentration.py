@@ -260,11 +260,9 @@ def calibrate_depth(bead_results, known_per_ml: float, *, dilution_factor=None) 
 
 def write_calibration_file(cal: dict, path) -> Path:
     """Write a calibration (from :func:`calibrate_depth`) as JSON; returns the path."""
-    from .store import dumps
+    from .store import dumps, write_text_atomic
 
-    p = Path(path)
-    p.write_text(dumps(cal) + "\n", encoding="utf-8")
-    return p
+    return write_text_atomic(path, dumps(cal) + "\n", overwrite=True, what="calibration file")
 
 
 def read_calibration_file(path) -> dict:

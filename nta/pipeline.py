@@ -335,6 +335,9 @@ def process(
         else:
             search_range = float(search_range_px)
 
+        from .store import check_new_output
+
+        check_new_output(output_path, overwrite=overwrite, what="output")  # fail fast, before any work
         # ---- pass 1: background from frames sampled through the video ------------------
         n_known = src.n_frames
         stop = max_frames if max_frames is not None else None

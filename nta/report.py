@@ -361,10 +361,9 @@ def build_report(path, output, *, samples_csv=None, rules=None, detection_depth_
             parts.append(f"<details><summary>{_e(r.name)}: calibration and provenance</summary><pre>{_e(json.dumps(prov, indent=1, ensure_ascii=False, default=str))}</pre></details>")
     parts.append(f"<p><small>QC rules: {_e(res['rules_source'])}. Concentration: tracked particles per frame / "
                  "(effective field of view × detection depth) × dilution; see nta/concentration.py.</small></p></body></html>")
-    try:
-        out.write_text("\n".join(parts), encoding="utf-8")
-    except OSError as e:
-        raise OutputError(f"cannot write the report ({e.strerror or e})", fix="choose a writable -o", path=out) from None
+    from .store import write_text_atomic
+
+    write_text_atomic(out, "\n".join(parts), overwrite=True, what="report")
     written = []
     if png_dir:
         pd_ = Path(png_dir)
@@ -451,11 +450,13 @@ def export_csv(result, output, *, detection_depth_um=None, calibration=None) -> 
             return "" if not math.isfinite(v) else f"{v:.6g}"
         return v
 
-    try:
-        with open(out, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            for r in rows:
-                w.writerow([cell(v) for v in r])
-    except OSError as e:
-        raise OutputError(f"cannot write the CSV ({e.strerror or e})", fix="choose a writable -o", path=out) from None
+    import io
+
+    from .store import write_text_atomic
+
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    for r in rows:
+        w.writerow([cell(v) for v in r])
+    write_text_atomic(out, buf.getvalue(), overwrite=True, what="CSV export", newline="")
     return out

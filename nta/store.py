@@ -46,6 +46,8 @@ __all__ = [
     "read_distribution",
     "is_complete",
     "COLUMN_UNITS",
+    "check_new_output",
+    "write_text_atomic",
 ]
 
 SCHEMA_VERSION = 1
@@ -82,6 +84,62 @@ COLUMN_UNITS = {
     "counts": "tracks per bin",
     "density": "number fraction per nm",
 }
+
+
+def check_new_output(path, *, overwrite: bool = False, what: str = "output") -> Path:
+    """Refuse an output path that would lose something.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file about to be written.
+    overwrite : bool
+        Allow replacing an existing *file* (never a folder).
+    what : str
+        What is written, for the message (e.g. ``"report"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputError
+        The path is a folder, or its folder does not exist.
+    OutputExistsError
+        The file exists and ``overwrite`` is False.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{what} path is a folder", fix="give a file name, e.g. -o results/out.h5", path=p)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{what} exists already and was left untouched", fix="choose another -o or pass --overwrite", path=p)
+    if not p.parent.exists():
+        raise OutputError(f"folder {p.parent} does not exist", fix="create it or choose another -o", path=p)
+    return p
+
+
+def write_text_atomic(path, text: str, *, overwrite: bool = False, what: str = "output", newline=None) -> Path:
+    """Write a text file through a temporary name, so a crash never leaves half a file.
+
+    Raises
+    ------
+    OutputError, OutputExistsError
+        As :func:`check_new_output`, or when the folder is not writable.
+    """
+    p = check_new_output(path, overwrite=overwrite, what=what)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"cannot write the {what} ({e.strerror or e})", fix="choose a writable -o", path=p) from None
+    return p
 
 
 def _now() -> str:
@@ -180,6 +238,8 @@ class ResultWriter:
         self.lockpath = self.path.with_name(self.path.name + ".lock")
         self.overwrite = overwrite
         self._finished = False
+        if self.path.is_dir():
+            raise OutputError("output path is a folder", fix="give a file name, e.g. -o results/out.h5", path=self.path)
         self._existed = self.path.exists()
         if self._existed and not overwrite:
             raise OutputExistsError(
@@ -239,8 +299,22 @@ class ResultWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None and self._finished:
             return False
-        reason = "interrupted" if exc_type in (KeyboardInterrupt, SystemExit) else "failed"
-        msg = f"{reason}: {exc_type.__name__ if exc_type else 'not finished'}: {exc}" if exc_type else "interrupted: not finished"
+        if exc_type is None:
+            msg = "interrupted: not finished"
+        elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            text = str(exc or "").strip()
+            if text.startswith("signal "):
+                try:
+                    import signal as _signal
+
+                    text = f"{text} ({_signal.Signals(int(text.split()[1])).name})"
+                except (ValueError, IndexError):
+                    pass
+                msg = f"interrupted by {text}"
+            else:
+                msg = "interrupted by the user (Ctrl-C)" if not text else f"interrupted: {text}"
+        else:
+            msg = f"failed: {exc_type.__name__}: {exc}"
         where = self.abort(msg)
         if exc_type is not None and issubclass(exc_type, OSError):
             # h5py/OS write failures (disk full, quota, file-size limit, I/O error): one clear line
@@ -420,6 +494,8 @@ def _open(path):
     p = Path(path)
     if not p.exists():
         raise OutputError("no such result file", fix="check the path", path=p)
+    if p.is_dir():
+        raise OutputError("is a folder, not a result file", fix="give one .h5 result file", path=p)
     try:
         f = h5py.File(p, "r")
     except OSError as e:
