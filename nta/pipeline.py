@@ -53,6 +53,40 @@ def _check_stop() -> None:
 DEFAULT_BACKGROUND_FRAMES = 100
 
 
+def contrast_check(diff, noise_sd: float, *, invert: bool) -> str | None:
+    """Warn when the particles look dark on a bright background (or the reverse).
+
+    In background-subtracted frames, particles are the pixels far from zero. Bright
+    particles on dark (NTA scattering) put them in the positive tail, dark ones on bright
+    (bright-field) in the negative tail. When pixels beyond −5σ outnumber those beyond +5σ
+    five times over (after ``invert`` has been applied), the contrast is probably the
+    other way round.
+
+    Parameters
+    ----------
+    diff : ndarray of float32, shape (n, H, W)
+        Background-subtracted sample frames, as located (inverted if ``invert``).
+    noise_sd : float
+        Pixel noise, counts.
+    invert : bool
+        Whether ``--invert`` was given.
+
+    Returns
+    -------
+    str or None
+        The warning, or None when the contrast looks right.
+    """
+    pos = int(np.count_nonzero(diff > 5 * noise_sd))
+    neg = int(np.count_nonzero(diff < -5 * noise_sd))
+    if neg >= 50 and neg > 5 * pos:
+        if invert:
+            return ("the particles look bright on a dark background, but --invert was given: "
+                    "check whether --invert is wanted (sizes may be wrong)")
+        return ("the particles look dark on a bright background (bright-field?): "
+                "run again with --invert, the sizes from this run are likely wrong")
+    return None
+
+
 def _versions() -> dict:
     import h5py
     import numba
@@ -361,6 +395,7 @@ def process(
         if diameter % 2 == 0:
             diameter += 1
         noise = estimate_minmass(probe, diameter=diameter, locator=locator)
+        contrast_note = contrast_check(probe, noise["noise_sd"], invert=invert)
         mm = float(minmass) if minmass is not None else noise["minmass"]
         del sample, samples, probe
 
@@ -416,7 +451,7 @@ def process(
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             t_locate = time.perf_counter()
-            notes = []
+            notes = [f"warning: {contrast_note}"] if contrast_note else []
             notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
             # ---- link -----------------------------------------------------------------
             _check_stop()

@@ -232,3 +232,26 @@ def test_real_mov_all_frames_container_rate(tmp_path):
     assert s["n_frames"] == 480
     assert s["fps"] == pytest.approx(23.98, abs=0.01)
     assert 800 <= s["d50_nm"] <= 1400
+
+
+def test_contrast_check_flags_a_missing_or_wrong_invert():
+    from nta.pipeline import contrast_check
+
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0, 2.0, size=(3, 64, 64)).astype(np.float32)
+    bright = diff.copy()
+    bright[:, 10:16, 10:16] += 60  # bright particles on dark (108 pixels)
+    assert contrast_check(bright, 2.0, invert=False) is None
+    assert "run again with --invert" in contrast_check(-bright, 2.0, invert=False)  # dark particles, no --invert
+    assert "--invert was given" in contrast_check(-bright, 2.0, invert=True)  # inverting made them dark
+    assert contrast_check(diff, 2.0, invert=False) is None  # noise alone: no warning
+
+
+@needs_shared
+@pytest.mark.slow
+def test_bright_field_without_invert_is_warned(tmp_path):
+    out = tmp_path / "bw.h5"
+    r = _nta("process", SHARED / "bulk_water", "-o", out, "--pixel-size", "0.3509", "--fps", "24", "--temperature", "21",
+             "--max-frames", "150")
+    assert "--invert" in r.stderr
+    assert any("--invert" in n for n in read_summary(out)["notes"])
