@@ -283,7 +283,8 @@ def make_calibration(
         if eta > 1000:
             warnings.append(f"viscosity {eta:g} mPa·s is unusual (water is about 1 mPa·s)")
     if not (4.0 <= t <= 45.0):
-        warnings.append(f"temperature {t:g} °C is unusual for NTA (typically 15–40 °C)")
+        kelvin = " (was it given in kelvin? --temperature takes °C)" if t > 200 else ""
+        warnings.append(f"temperature {t:g} °C is unusual for NTA (typically 15–40 °C){kelvin}")
     exp = None
     if exposure_ms is not None:
         exp = _finite_positive("exposure (ms)", exposure_ms, "--exposure", input_name)

@@ -42,7 +42,8 @@ def format_summary(s: dict) -> str:
     if "file" in s:
         lines.append(f"file          {s['file']}  [{status}]")
     lo, hi = (s.get("window_nm") or [40.0, 150.0])[:2]
-    lines.append(f"tracks valid  {s.get('tracks_valid', 'n/a')}" + (f" of {s['tracks_total']}" if "tracks_total" in s else ""))
+    tv, tt = s.get("tracks_valid"), s.get("tracks_total")
+    lines.append(f"tracks valid  {'n/a' if tv is None else tv}" + (f" of {tt}" if tt is not None else ""))
     if "n_frames" in s:
         lines.append(f"frames        {s['n_frames']}   particles/frame {_fmt(s.get('particles_per_frame'))}   "
                      f"drift {_fmt((s.get('drift_px_per_frame') or [float('nan')])[0], 2)}, "
@@ -71,8 +72,8 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _histogram_text(path, width=50) -> str:
-    """A small text plot of the size distribution."""
+def _histogram_text(path, width=40) -> str:
+    """A small text plot: the reported distribution (number %) with the raw track counts."""
     import numpy as np
 
     from .store import read_distribution, read_summary
@@ -82,15 +83,25 @@ def _histogram_text(path, width=50) -> str:
         return ""
     s = read_summary(path)
     edges, counts = dist["bin_edges_nm"], dist["counts"]
+    rep = dist.get("counts_ftla")
+    rep = counts if rep is None or not np.nansum(rep) > 0 else np.nan_to_num(rep)
     d90 = s.get("d90_nm") or edges[-1]
     top = min(edges[-1], max(50.0, 1.6 * float(d90)))
     step = max(1.0, math.ceil(top / 20 / 5) * 5)
     e2 = np.arange(0, top + step, step)
-    c2 = np.array([counts[(edges[:-1] >= a) & (edges[:-1] < b)].sum() for a, b in zip(e2[:-1], e2[1:])])
-    m = c2.max() if c2.max() > 0 else 1
-    out = ["size distribution (number of tracks, per-track diameters):"]
-    for a, b, c in zip(e2[:-1], e2[1:], c2):
-        out.append(f"{a:7.0f}–{b:<6.0f} nm |{'#' * int(round(width * c / m)):<{width}}| {int(c)}")
+    left = edges[:-1]
+    c2 = np.array([counts[(left >= a) & (left < b)].sum() for a, b in zip(e2[:-1], e2[1:])])
+    r2 = np.array([rep[(left >= a) & (left < b)].sum() for a, b in zip(e2[:-1], e2[1:])]) / rep.sum()
+    m = r2.max() if r2.max() > 0 else 1
+    kind = "FTLA deconvolution" if "counts_ftla" in dist else "per-track histogram"
+    out = [f"size distribution: bars = reported number % ({kind}); right column = raw tracks per bin"]
+    for a, b, r, c in zip(e2[:-1], e2[1:], r2, c2):
+        out.append(f"{a:7.0f}–{b:<6.0f} nm |{'#' * int(round(width * r / m)):<{width}}| {100 * r:5.1f} %  {int(c):5d}")
+    last = e2[-1]
+    above_r = rep[left >= last].sum() / rep.sum()
+    above_c = counts[left >= last].sum()
+    if above_c > 0 or above_r > 0.0005:
+        out.append(f"{'above ' + format(last, '.0f') + ' nm':>17} {'':<{width + 2}} {100 * above_r:5.1f} %  {int(above_c):5d}")
     return "\n".join(out)
 
 
