@@ -375,6 +375,17 @@ def build_report(path, output, *, samples_csv=None, rules=None, detection_depth_
     return {"verdict": res["verdict"], "figures": len(pngs), "png": written, "output": str(out), "runs": runs, "qc": res}
 
 
+def _reported_quantile(dist: dict, d, q: float) -> float:
+    """Quantile ``q`` of the reported distribution: the deconvolved 1-nm histogram
+    ``counts_ftla`` when present (what ``[Results]`` reports), else the per-track diameters."""
+    e, c = dist.get("bin_edges_nm"), dist.get("counts_ftla")
+    if e is not None and c is not None and np.nansum(c) > 0:
+        c = np.nan_to_num(np.asarray(c, float))
+        cum = np.concatenate([[0.0], np.cumsum(c)]) / c.sum()
+        return float(np.interp(q, cum, np.asarray(e, float)))
+    return float(np.quantile(d, q)) if np.size(d) else float("nan")
+
+
 def export_csv(result, output, *, detection_depth_um=None, calibration=None) -> Path:
     """Export one run as CSV in the layout of NanoSight's summary file.
 
@@ -382,7 +393,9 @@ def export_csv(result, output, *, detection_depth_um=None, calibration=None) -> 
     ``[Conditions]``, ``[Results]`` (Mean, Mode, SD, D10, D50, D90 in nm, concentration in
     particles/mL, valid tracks), ``[Percentiles]`` (D1…D99, nm) and ``[Size Data]`` (1-nm
     bins: bin centre, nm; concentration, particles/mL per nm — or the number fraction per
-    nm when no detection depth is known — and the raw track count).
+    nm when no detection depth is known — of the reported distribution (the FTLA
+    deconvolution, as in ``[Results]``), and the raw track count). Percentiles are those of
+    the reported distribution too.
 
     Parameters
     ----------
@@ -423,7 +436,7 @@ def export_csv(result, output, *, detection_depth_um=None, calibration=None) -> 
             ["Window fraction", s.get("window_fraction")],
             ["[Percentiles]"], ["Percentile", "Diameter/nm"]]
     for q in (1, 5, *range(10, 100, 10), 95, 99):
-        rows.append([f"D{q}", float(np.quantile(d, q / 100)) if d.size else float("nan")])
+        rows.append([f"D{q}", _reported_quantile(dist, d, q / 100)])
     rows.append(["[Size Data]"])
     edges = dist.get("bin_edges_nm")
     counts = dist.get("counts")
@@ -431,8 +444,12 @@ def export_csv(result, output, *, detection_depth_um=None, calibration=None) -> 
         edges = np.arange(0, 1001, 1.0)
         counts = np.histogram(d, bins=edges)[0].astype(float)
     centres = 0.5 * (edges[1:] + edges[:-1])
-    total = counts.sum()
-    frac = counts / total / np.diff(edges) if total else np.zeros_like(counts)
+    reported = dist.get("counts_ftla")
+    if reported is None or not np.nansum(reported) > 0 or len(reported) != len(counts):
+        reported = counts  # no deconvolution stored: the per-track histogram is what is reported
+    reported = np.nan_to_num(np.asarray(reported, float))
+    total = reported.sum()
+    frac = reported / total / np.diff(edges) if total else np.zeros_like(reported)
     if math.isfinite(conc):
         rows.append(["Bin centre/nm", "Concentration/particles/ml per nm", "Tracks"])
         vals = frac * conc
