@@ -98,3 +98,12 @@ def test_export_csv_vendor_layout(results, tmp_path, capsys):
 
 def test_report_errors(tmp_path):
     assert main(["report", str(tmp_path / "none"), "-o", str(tmp_path / "r.html")]) == 2
+
+
+def test_export_csv_is_not_taken_for_an_instrument_export(tmp_path):
+    """`nta batch` imports instrument exports found beside videos; nta's own CSV export is not one."""
+    from nta.io.vendor import detect_export
+
+    p = tmp_path / "x.csv"
+    p.write_text("NTA Single Analysis Summary File (nta export)\n[Experiment Details]\nSample Name,s\n", encoding="utf-8")
+    assert detect_export(p) is None

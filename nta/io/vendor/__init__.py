@@ -70,6 +70,8 @@ def detect_export(path) -> str | None:
         return None
     head = "\n".join(lines[:5]).lower()
     name = str(path).lower()
+    if "(nta export)" in head:
+        return None  # nta's own `nta export-csv` file (vendor layout for spreadsheets), not an instrument's
     if "nta experiment summary file" in head or "nta single analysis summary file" in head:
         return "nanosight_summary"
     # ParticleData / AllTracks: a CSV header line with Particle ID
