@@ -499,3 +499,13 @@ def test_bulk_water_png_vs_mov():
     assert idx == list(range(480)) and video.timing_report()["irregular"] is False
     for k in (0, 150, 299):
         assert np.abs(pngs.read(k).astype(int) - vid[k]).max() <= 1
+
+
+def test_simulated_tiff_frame_rate_is_read(tmp_path):
+    """`nta simulate` TIFFs record their rate in tifffile's JSON description; the reader uses it."""
+    from nta.simulate import simulate_video
+
+    p = tmp_path / "s.tif"
+    simulate_video(p, n_frames=5, width=48, height=40, fps=30.0, particles_per_frame=3, seed=1)
+    with open_frames(p) as src:
+        assert src.fps == pytest.approx(30.0)

@@ -675,11 +675,19 @@ class VideoSource(FrameSource):
 
 
 def _tiff_fps(tif) -> float | None:
+    """Frame rate recorded in a TIFF: ImageJ ``finterval`` (with ``tunit``) or ``fps``, or
+    the ``fps`` key of tifffile's JSON description (as ``nta simulate`` writes it)."""
     md = None
     try:
         md = tif.imagej_metadata
     except Exception:
         md = None
+    if not md:
+        try:
+            shaped = tif.shaped_metadata or ()
+            md = shaped[0] if shaped and isinstance(shaped[0], dict) and "fps" in shaped[0] else None
+        except Exception:
+            md = None
     if not md:
         return None
     scale = {"ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
