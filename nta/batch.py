@@ -439,9 +439,10 @@ def _run_video(job: Job) -> list:
             if not diffs:
                 return [_row_from_summary(job, out, "skipped")]
             if not job.overwrite:
-                return [_failed_row(job, "exists with other parameters",
-                                    f"{out}: a complete result with other parameters exists and was left untouched ({'; '.join(diffs)}); "
-                                    "pass --overwrite to redo it")]
+                # the row keeps the existing result's numbers, so the batch tables lose nothing
+                return [_row_from_summary(job, out, "exists with other parameters",
+                                          error=f"{out}: a complete result with other parameters exists and was left untouched "
+                                                f"({'; '.join(diffs)}); pass --overwrite to redo it")]
         overwrite = True  # incomplete (interrupted) results are redone; complete ones only with --overwrite
     out.parent.mkdir(parents=True, exist_ok=True)
     notes = []

@@ -89,6 +89,10 @@ def test_batch_tables_and_restart_rules(folder, tmp_path):
     row = r3["videos"][r3["videos"]["status"] == "exists with other parameters"].iloc[0]
     assert "temperature_c 22.0 → 25.0" in row["error"] and "--overwrite" in row["error"]
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # the refused rows keep the existing results' numbers in the batch tables
+    kept = r3["videos"]["status"] == "exists with other parameters"
+    before = r["videos"].set_index("file").loc[r3["videos"].loc[kept, "file"], "d50_nm"].to_numpy()
+    np.testing.assert_allclose(r3["videos"].loc[kept, "d50_nm"].to_numpy(float), before.astype(float))
 
     # an incomplete result (killed run) is redone
     victim = res / "day2" / "exo_001.h5"
