@@ -497,7 +497,8 @@ def grid_statistics(grid_nm, w, window_nm=DEFAULT_WINDOW_NM) -> dict:
     -------
     dict
         ``mean_nm``, ``sd_nm``, ``sd_robust_nm``, ``d10_nm``, ``d50_nm``, ``d90_nm``,
-        ``mode_nm`` (maximum of the density per nm, w / cell width), ``window_fraction``
+        ``mode_nm`` (the top of the peak holding the largest number fraction, see
+        :func:`_smoothed_mode`), ``window_fraction``
         (NaN throughout for an empty or non-finite ``w``).
 
     Notes
@@ -532,7 +533,27 @@ def grid_statistics(grid_nm, w, window_nm=DEFAULT_WINDOW_NM) -> dict:
     lo, hi = window_nm
     c_lo, c_hi = np.interp(np.log([max(lo, 1e-9), max(hi, 1e-9)]), le, cdf, left=0.0, right=1.0)
     return dict(mean_nm=mean, sd_nm=sd, sd_robust_nm=float(0.5 * (qr[1] - qr[0])), d10_nm=float(np.exp(q[0])), d50_nm=float(np.exp(q[1])), d90_nm=float(np.exp(q[2])),
-                mode_nm=float(grid[int(np.argmax(dens))]), window_fraction=float(c_hi - c_lo))
+                mode_nm=_smoothed_mode(grid, w), window_fraction=float(c_hi - c_lo))
+
+
+def _smoothed_mode(grid, w) -> float:
+    """Mode: the top of the peak that holds the largest number fraction.
+
+    The deconvolved weights are spiky on the grid scale, and a few per cent of weight at
+    small diameters (narrow cells in nm) can have a larger density per nm than the main
+    population (seen on real bright-field data: 5 % near 70 nm out-ranking 1-µm beads).
+    The mode reported is therefore the diameter of the largest peak of
+    :func:`find_peaks` (smoothed with SD :data:`PEAK_SMOOTH_LOG` in ln d), i.e. the most
+    frequent size of the dominant population, which is ``peaks_nm[0]``; when no peak is
+    found, the maximum of the smoothed density per nm.
+    """
+    peaks, _ = find_peaks(grid, w)
+    if peaks:
+        return float(peaks[0])
+    if grid.size < 3:
+        return float(grid[int(np.argmax(w))])
+    ws = smoothing_matrix(grid, PEAK_SMOOTH_LOG) @ w
+    return float(grid[int(np.argmax(ws / np.diff(_log_edges(grid))))])
 
 
 def binned_histogram(grid_nm, w, edges_nm, total: float = 1.0) -> np.ndarray:

@@ -262,3 +262,16 @@ def test_outlier_term_equals_adding_eps_q_to_each_row():
     ref = 0.9 * p + 0.1 * q[:, None]
     got = m1.lik * np.exp(m1.row_log_scale)[:, None]
     np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_mode_is_the_main_population_not_a_small_spike():
+    """A few per cent of weight at small sizes (narrow cells in nm) must not become the mode."""
+    from nta.distribution import grid_statistics, make_grid
+
+    grid = make_grid(np.array([50.0, 3000.0]))
+    w = np.exp(-0.5 * ((np.log(grid) - np.log(1000.0)) / 0.08) ** 2)
+    w = 0.95 * w / w.sum()
+    w[np.argmin(np.abs(grid - 70.0))] += 0.05
+    st = grid_statistics(grid, w)
+    assert st["mode_nm"] == pytest.approx(1000.0, rel=0.05)
+    assert st["d50_nm"] == pytest.approx(1000.0, rel=0.05)
