@@ -369,9 +369,110 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags):
     return cy[:nc], cx[:nc]
 
 
+#: Position refinement modes of :func:`locate_frame` (``refine``).
+REFINE_TRACKPY = 0  # trackpy's centroid on the 8-bit image q (integer mask moves)
+REFINE_FLOAT = 1  # the same centroid iteration on the float band-passed image bp
+REFINE_GAUSS = 2  # Gaussian-weighted centroid on bp, the weight re-centred sub-pixel until converged
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine_float(bp, coordY, coordX, r, row_lo, row_hi, max_iterations):
+    """trackpy's centroid iteration (circular mask, moves by whole pixels), on float ``bp``."""
+    H, W = bp.shape
+    shift = 0.6
+    cm_iY = float(coordY)
+    cm_iX = float(coordX)
+    for it in range(max_iterations):
+        sqY = coordY - r
+        sqX = coordX - r
+        sY = 0.0
+        sX = 0.0
+        m = 0.0
+        for i in range(2 * r + 1):
+            if row_hi[i] < row_lo[i]:
+                continue
+            brow = bp[sqY + i]
+            for j in range(row_lo[i], row_hi[i] + 1):
+                pv = float(brow[sqX + j])
+                m += pv
+                sY += pv * i
+                sX += pv * j
+        if m > 0:
+            cnY = sY / m
+            cnX = sX / m
+        else:
+            cnY = float(r)
+            cnX = float(r)
+        cm_iY = cnY - r + coordY
+        cm_iX = cnX - r + coordX
+        ocY = cnY - r
+        ocX = cnX - r
+        if abs(ocY) < shift and abs(ocX) < shift:
+            break
+        if ocY > shift:
+            coordY += 1
+        elif ocY < -shift:
+            coordY -= 1
+        if ocX > shift:
+            coordX += 1
+        elif ocX < -shift:
+            coordX -= 1
+        coordY = min(max(coordY, r), H - r - 1)
+        coordX = min(max(coordX, r), W - r - 1)
+    return cm_iY, cm_iX
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine_gauss(bp, y, x, r, s, max_iterations):
+    """Gaussian-mask centroid on float ``bp`` (Thompson, Larson & Webb 2002, Biophys. J. 82, 2775).
+
+    Iterates ``p ← Σ p_i b_i g(p_i − p) / Σ b_i g(p_i − p)``, ``g`` a Gaussian of σ = ``s``,
+    over the (2r+1)² square around the rounded estimate, until the step is < 1e-4 px. The
+    weight is centred on the estimate itself (not on a pixel), so no pixel is favoured; for
+    a symmetric spot the fixed point is its centre. Returns the start point if the weights
+    vanish or the estimate leaves the image."""
+    H, W = bp.shape
+    inv2s2 = 1.0 / (2.0 * s * s)
+    y0 = y
+    x0 = x
+    for it in range(max_iterations):
+        iy = int(math.floor(y + 0.5))
+        ix = int(math.floor(x + 0.5))
+        if iy - r < 0 or ix - r < 0 or iy + r > H - 1 or ix + r > W - 1:
+            return y0, x0
+        m = 0.0
+        sY = 0.0
+        sX = 0.0
+        for yy in range(iy - r, iy + r + 1):
+            dy = yy - y
+            brow = bp[yy]
+            for xx in range(ix - r, ix + r + 1):
+                pv = float(brow[xx])
+                if pv <= 0.0:
+                    continue
+                dx = xx - x
+                w = pv * math.exp(-(dx * dx + dy * dy) * inv2s2)
+                m += w
+                sY += w * yy
+                sX += w * xx
+        if not (m > 0.0):
+            return y0, x0
+        ny = sY / m
+        nx = sX / m
+        step = abs(ny - y) + abs(nx - x)
+        y = ny
+        x = nx
+        if step < 1e-4:
+            break
+    if abs(y - y0) > r or abs(x - x0) > r:
+        return y0, x0
+    return y, x
+
+
 @numba.njit(cache=True, nogil=True)
 def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margin,
-                 my, mx, r2m, cm, sm, minmass, maxsize, percentile, max_iterations, scratch):
+                 my, mx, r2m, cm, sm, minmass, maxsize, percentile, max_iterations, scratch,
+                 refine=0, gauss_sigma=1.6):
     """Locate the particles of one frame (trackpy's algorithm; see the module docstring).
 
     Parameters
@@ -404,6 +505,14 @@ def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margi
         Centroid iterations (10).
     scratch : tuple
         From :func:`make_scratch` for this frame shape (not shared between threads).
+    refine : int
+        Position refinement: ``REFINE_TRACKPY`` (0, trackpy's centroid on the 8-bit image),
+        ``REFINE_FLOAT`` (1, the same iteration on the float band-passed image) or
+        ``REFINE_GAUSS`` (2, Gaussian-mask centroid on the float band-passed image,
+        re-centred sub-pixel). Mass, size, ecc and signal are trackpy's in every mode
+        (so ``minmass`` keeps its meaning); only y, x change.
+    gauss_sigma : float
+        σ of the Gaussian weight for ``REFINE_GAUSS``, px.
 
     Returns
     -------
@@ -506,6 +615,11 @@ def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margi
         if not (mass_ / scale > minmass):
             passing[f] = False
             continue
+        # position refinement other than trackpy's (mass etc. stay trackpy's, on q)
+        if refine == REFINE_FLOAT:
+            res[f, 0], res[f, 1] = _refine_float(bp, cy[f], cx[f], r, row_lo, row_hi, max_iterations)
+        elif refine == REFINE_GAUSS:
+            res[f, 0], res[f, 1] = _refine_gauss(bp, cm_iY, cm_iX, r, gauss_sigma, 100)
         rg = 0.0
         e1 = 0.0
         e2 = 0.0

@@ -25,6 +25,8 @@ __all__ = [
     "FEATURE_COLUMNS",
     "LOCATORS",
     "DEFAULT_LOCATOR",
+    "REFINES",
+    "DEFAULT_REFINE",
 ]
 
 #: Columns of a features table (trackpy's names), pixels and frames.
@@ -273,13 +275,34 @@ def _scratch(shape):
     return cache[1]
 
 
+#: Position refinements of the fast locator: ``"trackpy"`` (trackpy's centroid on the 8-bit
+#: rescaled band-passed image), ``"float"`` (the same centroid on the float band-passed
+#: image) and ``"gauss"`` (Gaussian-mask centroid on the float band-passed image, re-centred
+#: sub-pixel until converged). See :mod:`nta.kernels.locate` and benchmarks/results/localization.md.
+REFINES = ("trackpy", "float", "gauss")
+#: Default refinement of the fast locator.
+DEFAULT_REFINE = "trackpy"
+
+
+def default_gauss_sigma(diameter: int) -> float:
+    """σ of the Gaussian weight of ``refine="gauss"``: (diameter − 1) / 5 px, at least 1 px
+    (1.6 px for the usual diameter 9, about the band-passed spot's own σ)."""
+    return max(1.0, (int(diameter) - 1) / 5.0)
+
+
+def _refine_mode(refine):
+    if refine not in REFINES:
+        raise ValueError(f"refine must be one of {REFINES}, got {refine!r}")
+    return REFINES.index(refine)
+
+
 def _check_locator(locator):
     if locator not in LOCATORS:
         raise ValueError(f"locator must be one of {LOCATORS}, got {locator!r}")
 
 
 def _locate_fast(frames, first_frame, *, diameter, minmass, separation, maxsize, background, invert, workers,
-                 percentile=64.0, max_iterations=10) -> pd.DataFrame:
+                 percentile=64.0, max_iterations=10, refine="trackpy", gauss_sigma=None) -> pd.DataFrame:
     from .kernels import locate as K
 
     frames = np.asarray(frames)
@@ -306,10 +329,12 @@ def _locate_fast(frames, first_frame, *, diameter, minmass, separation, maxsize,
     frames = np.ascontiguousarray(frames)
     mm = -np.inf if minmass is None else float(minmass)
     ms = np.inf if maxsize is None else float(maxsize)
+    mode = _refine_mode(refine)
+    gs = float(gauss_sigma) if gauss_sigma is not None else default_gauss_sigma(diameter)
 
     def one(i):
         return K.locate_frame(frames[i], bg, has_bg, bool(invert), gk, diameter, sep, dil, margin, my, mx, r2, cm, sm,
-                              mm, ms, float(percentile), int(max_iterations), _scratch((H, W)))
+                              mm, ms, float(percentile), int(max_iterations), _scratch((H, W)), mode, gs)
 
     workers = default_workers() if workers is None else max(1, int(workers))
     if workers == 1 or n == 1:
@@ -327,7 +352,7 @@ def _locate_fast(frames, first_frame, *, diameter, minmass, separation, maxsize,
 
 def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, separation=None, maxsize=None,
                   locator: str = DEFAULT_LOCATOR, background=None, invert: bool = False,
-                  workers: int | None = None) -> pd.DataFrame:
+                  workers: int | None = None, refine: str | None = None) -> pd.DataFrame:
     """Locate particles in background-subtracted frames (trackpy's algorithm, fast or reference).
 
     Parameters
@@ -356,6 +381,11 @@ def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, sepa
         With ``background``: dark particles on a bright field.
     workers : int, optional
         Threads for the fast locator (default: the CPUs available).
+    refine : {"trackpy", "float", "gauss"}, optional
+        Position refinement of the fast locator (:data:`REFINES`; default
+        :data:`DEFAULT_REFINE`). ``"trackpy"`` is trackpy's own; the others change only
+        ``x`` and ``y`` (mass, size, ecc, signal stay trackpy's, so ``minmass`` keeps its
+        meaning). With ``locator="trackpy"`` only ``"trackpy"`` (or None) is allowed.
 
     Returns
     -------
@@ -367,7 +397,10 @@ def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, sepa
     _check_locator(locator)
     if locator == "fast":
         return _locate_fast(diff, first_frame, diameter=diameter, minmass=minmass, separation=separation,
-                            maxsize=maxsize, background=background, invert=invert, workers=workers)
+                            maxsize=maxsize, background=background, invert=invert, workers=workers,
+                            refine=DEFAULT_REFINE if refine is None else refine)
+    if refine not in (None, "trackpy"):
+        raise ValueError(f"refine={refine!r} needs locator='fast' (trackpy's locator refines as trackpy does)")
     if background is not None:
         diff = subtract_background(diff, background, invert=invert)
     diff = np.asarray(diff)
