@@ -186,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pi = sub.add_parser("import", help="store an instrument export's own results in nta's HDF5 schema")
     pi.add_argument("exports", nargs="+", help="NanoSight ExperimentSummary / Summary / ParticleData / AllTracks CSV, ZetaView .txt")
-    pi.add_argument("-o", "--output", help="result file (.h5; several videos: OUT.<video>.h5) or folder (default: beside the export)")
+    pi.add_argument("-o", "--output", default=".",
+                    help="result file (.h5; several videos: OUT.<video>.h5) or folder (default: the current folder, "
+                         "never the instrument's data folder)")
     pi.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), default=(40.0, 150.0), help="size window, nm (default 40 150)")
     pi.add_argument("--overwrite", action="store_true", help="replace existing result files")
 
