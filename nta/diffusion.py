@@ -69,6 +69,7 @@ PER_TRACK_COLUMNS = (
     "diameter_nm",
     "mass_mean",
     "included",
+    "parent_particle",
 )
 
 
@@ -446,7 +447,10 @@ def per_track_table(tracks: pd.DataFrame, calibration: Calibration, *, min_track
         root); ``sigma_loc_um`` (float64, µm, NaN where σ̂² < 0); ``diameter_nm``
         (float64, nm, Stokes–Einstein; NaN where D ≤ 0 or NaN); ``mass_mean`` (float64,
         mean of the ``mass`` column over the track's rows, NaN if there is no such column);
-        ``included`` (bool: ``n_steps >= min_track_length`` and D > 0).
+        ``included`` (bool: ``n_steps >= min_track_length`` and D > 0);
+        ``parent_particle`` (int64: the track id before :func:`nta.link.split_implausible_steps`
+        cut it at an implausible step, from the tracks' ``parent`` column; equal to
+        ``particle`` when there is no such column).
 
     Raises
     ------
@@ -477,6 +481,10 @@ def per_track_table(tracks: pd.DataFrame, calibration: Calibration, *, min_track
         counts = np.add.reduceat(fin.astype(np.int64), offsets[:-1])
         with np.errstate(invalid="ignore", divide="ignore"):
             mass_mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    parent = ids.astype(np.int64)
+    if "parent" in df.columns and n_tracks:
+        par = _integral_column(df["parent"], "parent")[order]
+        parent = par[offsets[:-1]]
     with np.errstate(invalid="ignore"):
         included = (res["n_steps"] >= int(min_track_length)) & (d > 0)
     table = pd.DataFrame(
@@ -493,6 +501,7 @@ def per_track_table(tracks: pd.DataFrame, calibration: Calibration, *, min_track
             "diameter_nm": diameter,
             "mass_mean": mass_mean.astype(np.float64),
             "included": included.astype(bool),
+            "parent_particle": parent,
         },
         columns=list(PER_TRACK_COLUMNS),
     )

@@ -117,3 +117,51 @@ def naive_em(lik, track_w, w0, smoother, max_iter, tol):
     den = lik @ w
     ll = float(np.sum(np.where((c > 0) & (den > 0), c * np.log(np.where(den > 0, den, 1.0)), 0.0)))
     return w, it, ll
+
+
+# =========================================================================================
+# Consistency: split tracks at implausible steps — reference for kernels/consistency.py
+# Threshold from the F(2, 2(M-1)) law of (largest step²) / (mean of the other steps²)
+# with a Bonferroni bound over the M steps.
+# =========================================================================================
+
+
+def naive_split_threshold(m, alpha):
+    """F* = (M − 1)[(M/α)^{1/(M−1)} − 1]: P(max ratio > F*) ≤ α for M Brownian steps."""
+    return (m - 1.0) * ((m / alpha) ** (1.0 / (m - 1.0)) - 1.0)
+
+
+def naive_split_track(pos, frame, alpha, min_steps):
+    """Boolean per row, True where a piece made by a cut starts (recursive, numpy)."""
+    pos = np.asarray(pos, float).reshape(-1, 2)
+    frame = np.asarray(frame, np.int64)
+    cut = np.zeros(len(frame), bool)
+
+    def rec(a, b):
+        p = pos[a:b]
+        ok = np.isfinite(p).all(axis=1)
+        valid = ok[:-1] & ok[1:]
+        if valid.sum() < max(min_steps, 2):
+            return
+        u = (np.diff(p, axis=0) ** 2).sum(axis=1) / np.diff(frame[a:b])
+        u = np.where(valid, u, -1.0)
+        j = int(np.argmax(u))  # first maximum, as the kernel
+        m = int(valid.sum())
+        rest = (u[valid].sum() - u[j]) / (m - 1)
+        if rest > 0 and u[j] / rest > naive_split_threshold(m, alpha):
+            cut[a + j + 1] = True
+            rec(a, a + j + 1)
+            rec(a + j + 1, b)
+
+    if len(frame) > 2:
+        rec(0, len(frame))
+    return cut
+
+
+def naive_split_cuts(pos, frame, offsets, alpha, min_steps):
+    pos = np.asarray(pos, float).reshape(-1, 2)
+    out = np.zeros(pos.shape[0], bool)
+    for k in range(len(offsets) - 1):
+        a, b = int(offsets[k]), int(offsets[k + 1])
+        out[a:b] = naive_split_track(pos[a:b], np.asarray(frame)[a:b], alpha, min_steps)
+    return out

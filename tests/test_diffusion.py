@@ -472,3 +472,14 @@ if st is not None:
         for x, y in zip(got, ref):
             # positions up to 1e3 px: compare with an absolute floor for cancellations
             np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-7, equal_nan=True)
+
+
+def test_table_parent_particle_column():
+    cal = make_calibration(pixel_size_um=PX_UM, fps=FPS, temperature_c=TEMP_C)
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame({"particle": np.repeat([3, 5, 9], 20), "frame": np.tile(np.arange(20), 3),
+                      "x": rng.normal(size=60).cumsum(), "y": rng.normal(size=60).cumsum()})
+    tab = per_track_table(t, cal)
+    assert list(tab["parent_particle"]) == [3, 5, 9] and tab["parent_particle"].dtype == np.int64
+    tab2 = per_track_table(t.assign(parent=np.repeat([3, 3, 4], 20)), cal)
+    assert list(tab2["parent_particle"]) == [3, 3, 4]
