@@ -192,6 +192,35 @@ def _prefetch(gen, depth: int = 1):
         t.join()
 
 
+class _Background:
+    """``fn(*args, cancel=event)`` run in a daemon thread; :meth:`result` joins it."""
+
+    def __init__(self, fn, *args):
+        import threading
+
+        self._event = threading.Event()
+        self._out = {}
+
+        def run():
+            try:
+                self._out["value"] = fn(*args, cancel=self._event)
+            except BaseException as e:  # noqa: BLE001 - re-raised by result()
+                self._out["error"] = e
+
+        self._thread = threading.Thread(target=run, name="nta-sha256", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out["value"]
+
+    def cancel(self):
+        """Stop early (no effect once finished); the run is ending without the result."""
+        self._event.set()
+
+
 class _Progress:
     def __init__(self, enabled: bool, total, desc):
         self.bar = None
@@ -340,6 +369,7 @@ def process(
     if not (0 <= lo < hi):
         raise CalibrationError(f"size window {lo:g}–{hi:g} nm is empty or negative", fix="give --window LOW HIGH with 0 ≤ LOW < HIGH (nm)")
     src = open_frames(input_path, fps=fps)
+    fp = None  # background SHA-256 of the input (started once the output is opened)
     try:
         cal = make_calibration(
             pixel_size_um=pixel_size_um,
@@ -421,9 +451,14 @@ def process(
             "protein_ug_ml": protein_ug_ml,
             "sample": sample_name,
         }
+        # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
+        # while the video is processed (hashlib and file reads release the GIL) and joined
+        # before the file is marked complete; until then provenance ``inputs`` holds only
+        # the path (the file is marked incomplete meanwhile, so nothing trusts it)
+        fp = _Background(file_fingerprint, input_path) if isinstance(input_path, Path) else None
         with ResultWriter(output_path, overwrite=overwrite) as w:
             w.set_provenance(
-                inputs=[file_fingerprint(input_path) if isinstance(input_path, Path) else {"path": str(input_path)}],
+                inputs=[{"path": str(input_path.resolve() if isinstance(input_path, Path) else input_path)}],
                 input_info=src.info(),
                 calibration=cal.to_dict(),
                 parameters=params,
@@ -505,9 +540,13 @@ def process(
             for n in notes:
                 say(n)
             _check_stop()
+            if fp is not None:
+                w.set_provenance(inputs=[fp.result()])
             w.finish()
         return summary
     finally:
+        if fp is not None:
+            fp.cancel()
         src.close()
 
 

@@ -146,18 +146,21 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def file_fingerprint(path, *, chunk_bytes: int = 1 << 20) -> dict:
+def file_fingerprint(path, *, chunk_bytes: int = 1 << 20, cancel=None) -> dict | None:
     """Path, size and SHA-256 of an input file (or of every file in a folder, in order).
 
     Parameters
     ----------
     path : str or os.PathLike
         A file, or a folder whose files are hashed in natural order, name and content.
+    cancel : threading.Event, optional
+        When set, hashing stops at the next chunk and None is returned (used when the
+        fingerprint runs in a background thread beside :func:`nta.pipeline.process`).
 
     Returns
     -------
-    dict
-        ``{"path": str, "size_bytes": int, "sha256": str}`` (hex digest).
+    dict or None
+        ``{"path": str, "size_bytes": int, "sha256": str}`` (hex digest); None if cancelled.
     """
     p = Path(path)
     h = hashlib.sha256()
@@ -173,6 +176,8 @@ def file_fingerprint(path, *, chunk_bytes: int = 1 << 20) -> dict:
             h.update(f.name.encode())
         with open(f, "rb") as fh:
             while True:
+                if cancel is not None and cancel.is_set():
+                    return None
                 b = fh.read(chunk_bytes)
                 if not b:
                     break
