@@ -451,11 +451,6 @@ def process(
             "protein_ug_ml": protein_ug_ml,
             "sample": sample_name,
         }
-        # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
-        # while the video is processed (hashlib and file reads release the GIL) and joined
-        # before the file is marked complete; until then provenance ``inputs`` holds only
-        # the path (the file is marked incomplete meanwhile, so nothing trusts it)
-        fp = _Background(file_fingerprint, input_path) if isinstance(input_path, Path) else None
         with ResultWriter(output_path, overwrite=overwrite) as w:
             w.set_provenance(
                 inputs=[{"path": str(input_path.resolve() if isinstance(input_path, Path) else input_path)}],
@@ -486,6 +481,13 @@ def process(
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             t_locate = time.perf_counter()
+            # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
+            # during linking and sizing (single-threaded stages, so a CPU is free; hashlib and
+            # file reads release the GIL) and joined before the file is marked complete; until
+            # then provenance ``inputs`` holds only the path (the file is marked incomplete
+            # meanwhile, so nothing trusts it)
+            if isinstance(input_path, Path):
+                fp = _Background(file_fingerprint, input_path)
             notes = [f"warning: {contrast_note}"] if contrast_note else []
             notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
             # ---- link -----------------------------------------------------------------
