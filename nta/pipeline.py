@@ -497,7 +497,7 @@ def process(
             notes.extend(lr.notes)
             tracks = lr.tracks
             if len(tracks):
-                w.write_table("tracks", tracks[[c for c in ["frame", "particle", "x", "y", "x_raw", "y_raw", "mass", "size", "signal"] if c in tracks.columns]])
+                w.write_table("tracks", tracks[[c for c in ["frame", "particle", "parent", "x", "y", "x_raw", "y_raw", "mass", "size", "signal"] if c in tracks.columns]])
             drift = lr.drift.reset_index()
             w.write_table("drift", drift)
             # ---- diffusion and size ---------------------------------------------------

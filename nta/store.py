@@ -68,6 +68,8 @@ COLUMN_UNITS = {
     "ecc": "1",
     "ep": "px",
     "particle": "1",
+    "parent": "1 (track id before cutting at implausible steps)",
+    "parent_particle": "1 (track id before cutting at implausible steps)",
     "n_points": "1",
     "n_steps": "1",
     "frame_start": "frame",
