@@ -819,43 +819,6 @@ def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float) -> np.ndarr
 _BLAS_LOCK = __import__("threading").Lock()
 
 
-def _blas_threads_control():
-    """(get, set) of the thread count of numpy's bundled OpenBLAS, or None if not found.
-
-    Used to run the bootstrap's matrix products single-threaded on several Python threads
-    (the count is restored afterwards). Without it the bootstrap runs in one thread.
-    """
-    import ctypes
-    import glob
-    import os
-
-    cached = getattr(_blas_threads_control, "_cached", False)
-    if cached is not False:
-        return cached
-    found = None
-    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas*.so*")) + glob.glob(os.path.join(libdir, "libopenblas*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for suffix in ("64_", "", "_64_"):
-            for stem in ("scipy_openblas", "openblas"):
-                get = getattr(lib, f"{stem}_get_num_threads{suffix}", None)
-                set_ = getattr(lib, f"{stem}_set_num_threads{suffix}", None)
-                if get is not None and set_ is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    set_.restype, set_.argtypes = None, [ctypes.c_int]
-                    found = (get, set_)
-                    break
-            if found:
-                break
-        if found:
-            break
-    _blas_threads_control._cached = found
-    return found
-
-
 def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_NM, smooth_log=DEFAULT_SMOOTH_LOG,
                           n_boot: int = BOOT_MAX_RESAMPLES, max_iter: int = BOOT_MAX_ITER, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile bootstrap CIs of the deconvolved statistics, resampling tracks.
@@ -887,9 +850,6 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     lik = np.ascontiguousarray(model.lik[idx])
     w0 = np.asarray(w_hat, np.float64) + 1e-12  # as FTLAModel.fit's warm start
     workers = min(_boot_workers(), n_boot)
-    blas = _blas_threads_control() if workers > 1 else None
-    if blas is None:
-        workers = 1
     # blocks of resamples on threads, each with a single-threaded BLAS (numpy's matrix
     # products release the GIL): a multi-threaded BLAS per product collapses on a loaded
     # machine (measured 18 s instead of 4 s with the load average at 3 on 2 CPUs)
@@ -907,14 +867,11 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with _BLAS_LOCK:
-            before = blas[0]()
-            blas[1](1)
-            try:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nta-boot") as ex:
-                    list(ex.map(run, starts))
-            finally:
-                blas[1](before)
+        from threadpoolctl import threadpool_limits
+
+        with _BLAS_LOCK, threadpool_limits(limits=1, user_api="blas"):
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nta-boot") as ex:
+                list(ex.map(run, starts))
     else:
         for b0 in starts:
             run(b0)
