@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--minmass", type=float, help="mass threshold (default: derived from the noise)")
     pp.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics)")
     pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
+    pp.add_argument("--split-alpha", type=float, default=0.0, dest="split_alpha",
+                    help="cut tracks at steps implausible under their own Brownian statistics at this level "
+                         "(e.g. 1e-4; default 0 = off)")
     pp.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
     pp.add_argument("--max-frames", type=int, help="process only the first N frames")
     pp.add_argument("--locator", choices=("fast", "trackpy"), default="fast",
@@ -260,6 +263,7 @@ def _process(a) -> int:
         minmass=a.minmass,
         search_range_px=a.search_range_px,
         memory=a.memory,
+        split_alpha=a.split_alpha,
         min_track_length=a.min_track_length,
         max_frames=a.max_frames,
         locator=a.locator,

@@ -254,6 +254,7 @@ def process(
     minmass: float | None = None,
     search_range_px: float | None = None,
     smallest_diameter_nm: float | None = None,
+    split_alpha: float = 0.0,
     memory: int = DEFAULT_MEMORY,
     min_track_length: int | None = None,
     chunk_size: int = 64,
@@ -304,6 +305,10 @@ def process(
     smallest_diameter_nm : float, optional
         Smallest particle to follow, nm: it sets the physical search radius. Default the
         lower edge of ``window_nm`` (at least 10 nm).
+    split_alpha : float
+        Cut tracks at steps implausible under their own Brownian statistics at this
+        family-wise level (:func:`nta.link.split_implausible_steps`, e.g. 1e-4); 0, the
+        default, does not cut (real recordings have heavier-tailed localization errors).
     memory : int
         Linking memory, frames.
     min_track_length : int, optional
@@ -440,6 +445,7 @@ def process(
             "search_range_px": search_range,
             "search_range_source": "flag" if search_range_px is not None else f"physics: 99.9 % of one-frame steps of a {smallest:g} nm particle + 1 px",
             "memory_frames": memory,
+            "split_alpha": split_alpha,
             "min_track_length_steps": min_len,
             "background": f"temporal median of {len(range(0, n_known, step))} frames (every {step}th)",
             "chunk_size": chunk_size,
@@ -493,7 +499,7 @@ def process(
             # ---- link -----------------------------------------------------------------
             _check_stop()
             w.set_status("running: linking")
-            lr = link_features(features, search_range_px=search_range, memory=memory)
+            lr = link_features(features, search_range_px=search_range, memory=memory, split_alpha=split_alpha)
             notes.extend(lr.notes)
             tracks = lr.tracks
             if len(tracks):
