@@ -105,6 +105,16 @@ def _histogram_text(path, width=40) -> str:
     return "\n".join(out)
 
 
+def _print_result(path) -> None:
+    """Print a finished result: the text distribution, then the result table."""
+    from .store import read_summary
+
+    h = _histogram_text(path)
+    if h:
+        print(h)
+    print(format_summary(read_summary(path)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nta`` command."""
     p = argparse.ArgumentParser(prog="nta", description="Nanoparticle tracking analysis: NTA videos to sizes, distributions and HDF5.")
@@ -275,13 +285,7 @@ def _process(a) -> int:
         command=" ".join(shlex.quote(x) for x in sys.argv),
         log=log,
     )
-    from .store import read_summary
-
-    s = read_summary(a.output)
-    h = _histogram_text(a.output)
-    if h:
-        print(h)
-    print(format_summary(s))
+    _print_result(a.output)
     return 0
 
 
@@ -330,7 +334,6 @@ def _process_all_tracks(a, log) -> int:
     from .io.vendor import detect_export, read_nanosight_all_tracks
     from .pipeline import process_tracks
     from .sidecar import find_calibration
-    from .store import read_summary
 
     path = Path(a.input)
     if not path.is_file():
@@ -351,11 +354,7 @@ def _process_all_tracks(a, log) -> int:
     process_tracks(tracks, a.output, calibration=cal, window_nm=tuple(a.window), min_track_length=a.min_track_length,
                    dilution_factor=a.dilution_factor, sample=a.sample or stem, input_path=path, overwrite=a.overwrite,
                    command=" ".join(shlex.quote(x) for x in sys.argv), log=log)
-    s = read_summary(a.output)
-    h = _histogram_text(a.output)
-    if h:
-        print(h)
-    print(format_summary(s))
+    _print_result(a.output)
     return 0
 
 

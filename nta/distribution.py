@@ -529,7 +529,6 @@ def grid_statistics(grid_nm, w, window_nm=DEFAULT_WINDOW_NM) -> dict:
     cdf = np.concatenate([[0.0], np.cumsum(w)])
     q = np.interp([0.1, 0.5, 0.9], cdf, le)
     qr = np.exp(np.interp(ROBUST_SD_QUANTILES, cdf, le))
-    dens = w / np.diff(edges)
     lo, hi = window_nm
     c_lo, c_hi = np.interp(np.log([max(lo, 1e-9), max(hi, 1e-9)]), le, cdf, left=0.0, right=1.0)
     return dict(mean_nm=mean, sd_nm=sd, sd_robust_nm=float(0.5 * (qr[1] - qr[0])), d10_nm=float(np.exp(q[0])), d50_nm=float(np.exp(q[1])), d90_nm=float(np.exp(q[2])),

@@ -38,7 +38,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .distribution import DEFAULT_WINDOW_NM
 from .errors import InputError, OutputExistsError, ParseError

@@ -6,7 +6,6 @@ file chunk by chunk; tracks, the per-track table, the distribution and the summa
 
 from __future__ import annotations
 
-import math
 import platform
 import sys
 import time
@@ -18,7 +17,7 @@ import pandas as pd
 from . import __version__
 from .calibration import make_calibration
 from .distribution import DEFAULT_WINDOW_NM, size_distribution
-from .errors import AnalysisError, CalibrationError, InputError
+from .errors import CalibrationError, InputError
 from .io import open_frames
 from .link import DEFAULT_MEMORY, link_features, search_radius_px
 from .locate import (
@@ -85,6 +84,13 @@ def contrast_check(diff, noise_sd: float, *, invert: bool) -> str | None:
         return ("the particles look dark on a bright background (bright-field?): "
                 "run again with --invert, the sizes from this run are likely wrong")
     return None
+
+
+def _calibration_summary(cal, notes) -> dict:
+    """Summary entries shared by :func:`process` and :func:`process_tracks`: the calibration
+    used (°C, mPa·s, µm/px, frames/s) and the notes with the calibration's warnings."""
+    return dict(temperature_c=cal.temperature_c, viscosity_mpas=cal.viscosity_mpas, pixel_size_um=cal.pixel_size_um,
+                fps=cal.fps, notes=list(notes) + [f"warning: {x}" for x in cal.warnings])
 
 
 def _versions() -> dict:
@@ -536,11 +542,7 @@ def process(
                 detection_depth_um=detection_depth_um,
                 protein_ug_ml=protein_ug_ml,
                 sample=sample_name,
-                temperature_c=cal.temperature_c,
-                viscosity_mpas=cal.viscosity_mpas,
-                pixel_size_um=cal.pixel_size_um,
-                fps=cal.fps,
-                notes=notes + [f"warning: {x}" for x in cal.warnings],
+                **_calibration_summary(cal, notes),
                 time_s=time.perf_counter() - t_start,
                 time_locate_s=t_locate - t_start,
             )
@@ -708,11 +710,7 @@ def process_tracks(
             min_track_length_steps=int(min_len),
             dilution_factor=float(dilution_factor),
             sample=sample_name,
-            temperature_c=cal.temperature_c,
-            viscosity_mpas=cal.viscosity_mpas,
-            pixel_size_um=cal.pixel_size_um,
-            fps=cal.fps,
-            notes=notes + [f"warning: {x}" for x in cal.warnings],
+            **_calibration_summary(cal, notes),
             time_s=time.perf_counter() - t_start,
         )
         w.write_summary(summary)

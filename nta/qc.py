@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, NTAError, OutputError
+from .errors import InputError, OutputError
 
 __all__ = [
     "STATUSES",
@@ -357,7 +357,6 @@ def run_metrics(path, summary: dict, conc: dict, per_track) -> dict:
     """
     import h5py
 
-    from .store import read_table
 
     why = {}
     m = {"complete": 1.0 if summary.get("complete") else 0.0}

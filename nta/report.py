@@ -92,7 +92,7 @@ def figures_for_sample(runs) -> dict:
         ``distribution``, ``replicates``, ``cumulative``, ``size_intensity``,
         ``track_length``, ``drift``.
     """
-    from .store import read_distribution, read_table
+    from .store import read_table
 
     plt = _plt()
     win = runs[0].summary.get("window_nm") or [40.0, 150.0]

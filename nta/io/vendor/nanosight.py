@@ -30,11 +30,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
