@@ -448,8 +448,24 @@ class FTLAModel:
             q = np.where(self.valid, np.exp(np.minimum(np.where(self.valid, lq, 0.0), 700.0)), 0.0)
             self.lik = np.ascontiguousarray((1.0 - eps) * self.lik + eps * q[:, None])
 
-    def fit(self, *, smooth_log=DEFAULT_SMOOTH_LOG, track_weights=None, w0=None, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+    def fit(self, *, smooth_log=DEFAULT_SMOOTH_LOG, track_weights=None, w0=None, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL,
+            lowrank_tol=None):
         """EM / EMS weights on the grid (see :func:`nta.kernels.ftla.em_weights`).
+
+        Parameters
+        ----------
+        smooth_log : float
+            EMS smoothing SD in ln(d) (0: plain ML-EM).
+        track_weights : (K,) float64, optional
+            Weight of each track (default 1; invalid tracks get 0).
+        w0 : (G,) float64, optional
+            Starting weights (default uniform).
+        max_iter, tol : int, float
+            Iteration cap and stopping rule.
+        lowrank_tol : float, optional
+            Products through the low-rank factors of :meth:`lowrank_factors` (relative
+            error ≤ ``lowrank_tol`` per product, :func:`nta.kernels.ftla.em_weights_factored`)
+            when they exist; default :data:`EM_LOWRANK_TOL`; 0: full products.
 
         Returns
         -------
@@ -457,16 +473,41 @@ class FTLAModel:
             Number fraction at each grid point (sum 1).
         n_iter : int
         loglik : float
-            Log-likelihood (up to the per-track row scales).
+            Log-likelihood (up to the per-track row scales), with the full products.
         """
-        from .kernels.ftla import em_weights
+        from .kernels.ftla import em_weights, em_weights_factored
 
         g = self.grid_nm.size
         c = np.where(self.valid, 1.0, 0.0) if track_weights is None else np.where(self.valid, np.asarray(track_weights, float), 0.0)
         if c.sum() <= 0:
             return np.full(g, np.nan), 0, float("nan")
         w0 = np.full(g, 1.0 / g) if w0 is None else np.asarray(w0, np.float64) + 1e-12
+        fac = self.lowrank_factors(EM_LOWRANK_TOL if lowrank_tol is None else float(lowrank_tol))
+        if fac is not None:
+            v = self.valid
+            return em_weights_factored(fac[0], fac[1], np.ascontiguousarray(self.lik[v]), np.ascontiguousarray(c[v]), w0,
+                                       self._smoother(smooth_log), int(max_iter), float(tol))
         return em_weights(self.lik, c, w0, self._smoother(smooth_log), int(max_iter), float(tol))
+
+    def lowrank_factors(self, tol=None):
+        """:func:`_lowrank_factors` of the valid tracks' likelihood rows, cached; None if none.
+
+        ``tol`` defaults to :data:`EM_LOWRANK_TOL`; ≤ 0 gives None (full products).
+
+        Computed with a single-threaded BLAS (a threaded QR / SVD collapses on a loaded
+        machine: 0.6 s instead of 0.05 s for 4000 × 250, measured).
+        """
+        tol = EM_LOWRANK_TOL if tol is None else float(tol)
+        if not tol > 0:
+            return None
+        cached = getattr(self, "_lowrank_cache", None)
+        if cached is None or cached[0] != tol:
+            from threadpoolctl import threadpool_limits
+
+            with _BLAS_LOCK, threadpool_limits(limits=1, user_api="blas"):
+                cached = (tol, _lowrank_factors(np.ascontiguousarray(self.lik[self.valid]), tol))
+            self._lowrank_cache = cached
+        return cached[1]
 
     def _smoother(self, smooth_log):
         """The EMS smoothing matrix for ``smooth_log``, cached (one pair, replaced atomically)."""
@@ -775,20 +816,21 @@ def _boot_workers() -> int:
 #: fitted in blocks of at most this many (tracks × resamples) elements (16 MB of float64
 #: per array; 16 to 200 resamples per block). Results do not depend on it.
 BOOT_BLOCK_ELEMENTS = 2_000_000
-#: Low-rank likelihood products in the bootstrap's batched EM (:func:`_lowrank_factors`):
+#: Low-rank likelihood products in the EM (the full-sample fit, :meth:`FTLAModel.fit`, and
+#: the bootstrap's batched EM, :func:`_em_batch`; factors from :func:`_lowrank_factors`):
 #: the rank is the smallest for which, for every track k, the discarded part E_k of the
-#: likelihood row has ‖E_k‖₂ ≤ BOOT_LOWRANK_TOL × min_j p_kj. Since every weight vector
+#: likelihood row has ‖E_k‖₂ ≤ EM_LOWRANK_TOL × min_j p_kj. Since every weight vector
 #: has Σ_j w_j = 1 (so ‖w‖₂ ≤ 1 and Σ_j p_kj w_j ≥ min_j p_kj), this bounds the relative
-#: error of every Σ_j p_kj w_j, and of every Σ_k p_kj c_k / den_k, by BOOT_LOWRANK_TOL in
+#: error of every Σ_j p_kj w_j, and of every Σ_k p_kj c_k / den_k, by EM_LOWRANK_TOL in
 #: each iteration. The rows are smooth Gamma curves on a log grid, so the rank is small:
 #: 73 of 250 grid points for 3985 tracks of a 1280×1024 video, where the products then
 #: cost a third. Measured against the full products (2026-11-29, same draws, 100
 #: resamples × 200 iterations): weights differ by ≤ 4e-13, per-resample mean / D50 / SD by
 #: ≤ 3e-12 nm (tests/test_distribution_boot.py checks the CIs).
-BOOT_LOWRANK_TOL = 1e-10
+EM_LOWRANK_TOL = 1e-10
 
 
-def _lowrank_factors(lik, tol: float = BOOT_LOWRANK_TOL):
+def _lowrank_factors(lik, tol: float = EM_LOWRANK_TOL):
     """Truncated SVD of the likelihood matrix for :func:`_em_batch`, or None.
 
     Parameters
@@ -862,7 +904,7 @@ def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=
     factors : (L, M), optional
         :func:`_lowrank_factors` of ``lik``: the products go through ``L @ (M @ w)`` and
         ``((c / den)ᵀ L) M``, each within a relative error of the factors' tolerance
-        (:data:`BOOT_LOWRANK_TOL`) of the full products, in a fraction r (K + G) / (K G)
+        (:data:`EM_LOWRANK_TOL`) of the full products, in a fraction r (K + G) / (K G)
         of the work.
 
     Returns
@@ -910,7 +952,7 @@ _BLAS_LOCK = __import__("threading").Lock()
 
 def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_NM, smooth_log=DEFAULT_SMOOTH_LOG,
                           n_boot: int = BOOT_MAX_RESAMPLES, max_iter: int = BOOT_MAX_ITER, level: float = 0.95, seed: int = 0,
-                          lowrank_tol: float = BOOT_LOWRANK_TOL) -> dict:
+                          lowrank_tol: float = EM_LOWRANK_TOL) -> dict:
     """Percentile bootstrap CIs of the deconvolved statistics, resampling tracks.
 
     Each resample draws the tracks with replacement (multinomial multiplicities, so the
@@ -937,7 +979,7 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     seed : int
         Seed of the multinomial draws.
     lowrank_tol : float
-        Tolerance of the low-rank likelihood products (:data:`BOOT_LOWRANK_TOL`); 0 gives
+        Tolerance of the low-rank likelihood products (:data:`EM_LOWRANK_TOL`); 0 gives
         the full float64 products.
 
     Returns
@@ -967,7 +1009,7 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     # machine (measured 18 s instead of 4 s with the load average at 3 on 2 CPUs)
     block = int(min(200, max(16, BOOT_BLOCK_ELEMENTS // max(1, idx.size))))
     block = max(1, min(block, -(-n_boot // workers)))
-    factors = None
+    factors = model.lowrank_factors(float(lowrank_tol)) if lowrank_tol > 0 else None  # cached by the fit
 
     def run(b0):
         wb = _em_batch(lik, draws[:, b0:b0 + block], w0, S, int(max_iter), float(DEFAULT_TOL), factors=factors)
@@ -980,8 +1022,6 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     from threadpoolctl import threadpool_limits
 
     with _BLAS_LOCK, threadpool_limits(limits=1, user_api="blas"):
-        if lowrank_tol > 0:
-            factors = _lowrank_factors(lik, float(lowrank_tol))  # single-threaded: 0.05 s for 4000 × 250
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 

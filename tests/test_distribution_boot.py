@@ -40,7 +40,7 @@ def test_lowrank_factors_meet_their_row_bound(big):
     assert 5 < r < lik.shape[1] // 2  # smooth Gamma rows: a low rank
     np.testing.assert_allclose(mf @ mf.T, np.eye(r), atol=1e-12)  # orthonormal rows
     err = np.linalg.norm(lik - lf @ mf, axis=1)
-    assert np.all(err <= dist.BOOT_LOWRANK_TOL * lik.min(axis=1) * (1 + 1e-6))
+    assert np.all(err <= dist.EM_LOWRANK_TOL * lik.min(axis=1) * (1 + 1e-6))
     # a tighter tolerance needs a higher rank
     fac2 = dist._lowrank_factors(lik, 1e-12)
     assert fac2 is None or fac2[0].shape[1] > r
@@ -84,3 +84,41 @@ def test_bootstrap_cis_lowrank_equal_full_products():
     for k in full:
         np.testing.assert_allclose(low[k], full[k], rtol=1e-9, atol=1e-12, err_msg=k)
     assert np.isfinite(low["mean_nm_ci95"]).all() and low["mean_nm_ci95"][0] < low["mean_nm_ci95"][1]
+
+
+@pytest.mark.parametrize("smooth", [0.0, 0.05])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_em_factored_kernel_matches_naive(seed, smooth):
+    # an exactly rank-6 positive likelihood matrix: the factored kernel must follow the
+    # plain-numpy EM on L @ M step for step (only the summation order differs)
+    from tests.naive import naive_em
+    from nta.kernels.ftla import em_weights_factored
+
+    rng = np.random.default_rng(seed)
+    K, G, r = 60, 30, 6
+    lf = rng.random((K, r)) + 0.05
+    mf = rng.random((r, G)) + 0.05
+    lik = lf @ mf
+    c = rng.integers(0, 3, K).astype(float)
+    S = dist.smoothing_matrix(np.geomspace(10, 1000, G), smooth)
+    w0 = rng.random(G) + 0.1
+    w, it, ll = em_weights_factored(lf, mf, lik, c, w0, S, 40, 1e-12)
+    wr, itr, llr = naive_em(lik, c, w0, S, 40, 1e-12)
+    assert it == itr
+    np.testing.assert_allclose(w, wr, rtol=1e-9, atol=1e-14)
+    assert ll == pytest.approx(llr, rel=1e-10)
+
+
+def test_fit_lowrank_matches_full_products(big):
+    model = big[0]
+    assert model.lowrank_factors() is not None and model.lowrank_factors(0) is None
+    w_full, n_full, ll_full = model.fit(max_iter=400, lowrank_tol=0)
+    w_low, n_low, ll_low = model.fit(max_iter=400)
+    assert n_low == n_full
+    assert np.abs(w_low - w_full).max() < 1e-10
+    assert ll_low == pytest.approx(ll_full, rel=1e-12)
+    # tracks dropped by weight, as in a resample
+    tw = np.random.default_rng(1).integers(0, 3, model.valid.size).astype(float)
+    a, _, _ = model.fit(max_iter=200, track_weights=tw, lowrank_tol=0)
+    b, _, _ = model.fit(max_iter=200, track_weights=tw)
+    assert np.abs(a - b).max() < 1e-10
