@@ -823,10 +823,13 @@ BOOT_BLOCK_ELEMENTS = 2_000_000
 #: has Σ_j w_j = 1 (so ‖w‖₂ ≤ 1 and Σ_j p_kj w_j ≥ min_j p_kj), this bounds the relative
 #: error of every Σ_j p_kj w_j, and of every Σ_k p_kj c_k / den_k, by EM_LOWRANK_TOL in
 #: each iteration. The rows are smooth Gamma curves on a log grid, so the rank is small:
-#: 73 of 250 grid points for 3985 tracks of a 1280×1024 video, where the products then
-#: cost a third. Measured against the full products (2026-11-29, same draws, 100
+#: 76 of 250 grid points for 3985 tracks of a 1280×1024 video, where the products then
+#: cost a third (bootstrap 3.4 → 1.4 s, full-sample fit 0.71 → 0.14 s + 0.07 s for the
+#: factorisation, measured interleaved on 2 shared CPUs); below ~300 tracks the factored
+#: products are not cheaper and the full ones are used. Measured against the full products (2026-11-29, same draws, 100
 #: resamples × 200 iterations): weights differ by ≤ 4e-13, per-resample mean / D50 / SD by
-#: ≤ 3e-12 nm (tests/test_distribution_boot.py checks the CIs).
+#: ≤ 3e-12 nm; the 200-resample CIs by ≤ 1.5e-12 nm, the window-fraction CI by ≤ 2e-16
+#: (tests/test_distribution_boot.py checks the CIs).
 EM_LOWRANK_TOL = 1e-10
 
 
