@@ -1000,7 +1000,8 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     # all multiplicities drawn first, in resample order (the same draws as one-by-one); the
     # resamples then run as one batched EM (:func:`_em_batch`): the same iterations as
     # :func:`nta.kernels.ftla.em_weights` per resample, with the likelihood products of a
-    # block of resamples done as two float64 matrix-matrix products (BLAS) per iteration
+    # block of resamples done as float64 matrix-matrix products (BLAS) per iteration, through
+    # the model's low-rank factors when they exist (:data:`EM_LOWRANK_TOL`)
     p = np.full(idx.size, 1.0 / idx.size)
     draws = np.stack([rng.multinomial(idx.size, p) for _ in range(n_boot)], axis=1).astype(np.float64)
     S = model._smoother(smooth_log)
