@@ -2,7 +2,7 @@
 
 Run::
 
-    /tmp/venv/bin/python benchmarks/accuracy.py [--work DIR] [--only NAME ...]
+    /tmp/venv/bin/python benchmarks/accuracy.py [--work DIR] [--only NAME ...] [--out STEM] [--render]
 
 Each case is a video written by :func:`nta.simulate.simulate_video` at NanoSight-like
 conditions (25 frames/s, 0.166 µm/px, 30 ms exposure of the 40 ms frame, drift 2–4
@@ -172,12 +172,19 @@ def run_case(case, work: Path) -> dict:
                      diameter=9, minmass=s["minmass"], search_range=s["search_range_px"])
     bs = baseline_stats(b["diameter_nm"])
     bs["time_s"] = b["time_s"]
+    # mislinks of nta's tracks against the simulator's true identities (benchmarks/mislinks.py)
+    from benchmarks.mislinks import mislink_stats, truth_positions
+    from nta.store import read_table
+
+    P, tt = truth_positions(video.with_name(video.stem + ".truth.json"))
+    ml = mislink_stats(read_table(work / f"{video.stem}.h5", "tracks"), read_table(work / f"{video.stem}.h5", "per_track"), P, tt)
+    s["mislinks"] = ml
     return dict(name=case["name"], truth=dict(
         d50_nm=t["true_median_nm"], mean_nm=t["true_mean_nm"], sd_nm=t["true_sd_nm"], window_fraction=t["true_window_fraction"],
         sizes_nm=t["sizes_nm"], fractions=t["true_fractions"], pop_median_nm=t["true_pop_median_nm"]),
         nta={k: s.get(k) for k in ("tracks_valid", "d50_nm", "mean_nm", "sd_nm", "sd_robust_nm", "mode_nm", "window_fraction", "peaks_nm",
                                     "peak_fractions", "d50_nm_ci95", "window_fraction_ci95", "raw_d50_nm", "raw_sd_nm",
-                                    "raw_window_fraction", "wall_s", "ftla")},
+                                    "raw_window_fraction", "wall_s", "ftla", "search_range_px", "mislinks")},
         baseline=bs)
 
 
@@ -193,7 +200,7 @@ def run_bulk_water(work: Path) -> dict | None:
     bs = baseline_stats(b["diameter_nm"])
     bs["time_s"] = b["time_s"]
     return dict(name="real: bulk_water 1 µm beads", nta={k: s.get(k) for k in ("tracks_valid", "d50_nm", "mean_nm", "sd_nm", "mode_nm",
-                "peaks_nm", "peak_fractions", "d50_nm_ci95", "raw_d50_nm", "wall_s")}, baseline=bs)
+                "peaks_nm", "peak_fractions", "d50_nm_ci95", "raw_d50_nm", "wall_s", "search_range_px")}, baseline=bs)
 
 
 def _rel(a, b):
@@ -240,6 +247,19 @@ def to_markdown(results, meta) -> str:
         pk = lambda p, f: ", ".join(f"{a:.1f}: {c:.2f}" for a, c in zip(p or [], f or [])) or "–"
         L.append(f"| {r['name']} | {_f(t['window_fraction'], 3)} | {_f(n['window_fraction'], 3)} | {_f(b.get('window_fraction'), 3)} | "
                  f"{pk(t['pop_median_nm'], t['fractions'])} | {pk(n['peaks_nm'], n['peak_fractions'])} | {pk(b.get('peaks_nm'), b.get('peak_fractions'))} |")
+    L += ["", "## Linking against the simulator's truth (`benchmarks/mislinks.py`)", "",
+          "Search radius of nta's final linking pass; identity changes = links joining two different true particles "
+          "(features matched to the true mid-exposure positions within 3 px); contaminated = included tracks holding one; "
+          "per population: included tracks / true particles, mean points per included track.", "",
+          "| case | radius px | identity changes / 1000 links | contaminated included tracks | per population (nm: included / truth, mean points) |",
+          "|---|---|---|---|---|"]
+    for r in results:
+        m = r["nta"].get("mislinks")
+        if r.get("truth") is None or not m:
+            continue
+        pops = "; ".join(f"{p['size_nm']:g}: {p['included']} / {p['truth_particles']}, {p['mean_rows_included']:.1f}" for p in m["populations"])
+        L.append(f"| {r['name']} | {_f(r['nta'].get('search_range_px'))} | {1000 * m['changes_per_link']:.1f} | "
+                 f"{100 * m['contaminated_included']:.1f} % | {pops} |")
     L += ["", "## Goals", ""]
     for r in results:
         if "goals" in r:
@@ -291,7 +311,14 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", help="case names to run (default all)")
     ap.add_argument("--no-real", action="store_true", help="skip the real bulk_water recording")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy"), help="output stem (.md, .json)")
+    ap.add_argument("--render", action="store_true", help="only re-render the .md from the stored .json (e.g. after editing HISTORY)")
     a = ap.parse_args(argv)
+    if a.render:
+        from nta.store import dumps  # noqa: F401  (same JSON conventions)
+
+        d = json.loads(Path(a.out + ".json").read_text())
+        Path(a.out + ".md").write_text(to_markdown(d["results"], d["meta"]))
+        return
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     from nta.pipeline import _versions
