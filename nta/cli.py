@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     pp.add_argument("--diameter", type=int, dest="diameter_px", help="feature diameter, odd px (default: estimated)")
     pp.add_argument("--minmass", type=float, help="mass threshold (default: derived from the noise)")
-    pp.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics)")
+    pp.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics for the smallest size, then narrowed to the fastest population the first linking pass finds)")
     pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
     pp.add_argument("--split-alpha", type=float, default=0.0, dest="split_alpha",
                     help="cut tracks at steps implausible under their own Brownian statistics at this level "
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--protein", type=float, dest="protein_ug_ml", help="protein concentration of the sample, µg/mL")
     pb.add_argument("--diameter", type=int, dest="diameter_px", help="feature diameter, odd px (default: estimated per video)")
     pb.add_argument("--minmass", type=float, help="mass threshold (default: from each video's noise)")
-    pb.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics)")
+    pb.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics for the smallest size, then narrowed to the fastest population the first linking pass finds)")
     pb.add_argument("--memory", type=int, help="linking memory, frames (default 3)")
     pb.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
     pb.add_argument("--max-frames", type=int, help="process only the first N frames of each video")

@@ -776,6 +776,19 @@ def deconvolve(per_track, calibration, *, smooth_log=DEFAULT_SMOOTH_LOG, min_ste
     posterior weight goes to 110–150 nm, and running EM to convergence (30 000
     iterations) lowers the weight below the 95 nm midpoint further (0.25 → 0.18): the
     ML solution itself, given these D̂, under-counts the small population.
+    80+120 nm video, matched to the true identities (2026-11-29, data-adaptive linking
+    radius): true particle share of the 80 nm population 0.493; its share of the included
+    tracks 0.450 (125 of 278; 88 of 196 distinct particles; 43 vs 65 points per track), so
+    track qualification costs 0.04; deconvolving only the tracks without an identity change
+    gives 0.28 below the 98 nm midpoint against 0.27 for all, so mislinks cost ~0.01; each
+    population deconvolved alone gives one peak (76.8, 118.3 nm) and the Gamma model is
+    calibrated on both (z = (D̂ − D_true)/SD: mean −0.03 / 0.07, SD 0.96 / 0.85). With D̂
+    drawn from the model itself for the same tracks (N, σ², true D) the deconvolution gives
+    0.36–0.39 below the midpoint for a true 0.45, unchanged with 4× and 10× as many tracks,
+    with ε = 0 and up to 30 000 EM iterations: an estimator limit at this overlap (~20 %
+    per-track noise on D̂; nonparametric deconvolution converges slowly), not a model
+    mismatch; the rest (0.36 → 0.27) is about 1.5 bootstrap SDs of this sample (0.06, for a
+    two-point ML fraction). No correction is applied.
 
     Returns
     -------

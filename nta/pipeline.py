@@ -505,8 +505,16 @@ def process(
             # ---- link -----------------------------------------------------------------
             _check_stop()
             w.set_status("running: linking")
-            lr = link_features(features, search_range_px=search_range, memory=memory, split_alpha=split_alpha)
+            # default radius: two passes, the second with the radius of the fastest population
+            # the first pass finds (never above the physics radius); a --search-range is used as given
+            lr = link_features(features, search_range_px=search_range, memory=memory, split_alpha=split_alpha,
+                               adaptive_radius=search_range_px is None, min_track_length=min_len)
             notes.extend(lr.notes)
+            if lr.radius_info is not None:
+                params.update(search_range_px=lr.search_range_px, search_range_first_pass_px=search_range,
+                              search_range_source=f"{lr.radius_info['reason']}; first pass {params['search_range_source']}")
+                search_range = lr.search_range_px
+                w.set_provenance(parameters=params)
             tracks = lr.tracks
             if len(tracks):
                 w.write_table("tracks", tracks[[c for c in ["frame", "particle", "parent", "x", "y", "x_raw", "y_raw", "mass", "size", "signal"] if c in tracks.columns]])
