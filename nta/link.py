@@ -82,6 +82,14 @@ RADIUS_QUANTILE = 0.99
 RADIUS_CONFIDENCE = 0.95
 #: Fewest trusted tracks for a data-adaptive radius; with fewer the physics radius is kept.
 RADIUS_MIN_TRACKS = 30
+#: The first (measuring) pass of the data-adaptive radius links at most this many features:
+#: a prefix of the video (at least FIRST_PASS_MIN_FRAMES frames; the whole video when it
+#: holds fewer). Measured on a 1500-frame 1280×1024 video of 170 features/frame (254 782
+#: features): linking all of it took 3.7 s a pass; the prefix of 100 000 features gives
+#: thousands of trusted tracks, far more than the radius estimate needs, and every
+#: benchmark video of benchmarks/accuracy.py (≤ 75 000 features) is measured whole.
+FIRST_PASS_MAX_FEATURES = 100_000
+FIRST_PASS_MIN_FRAMES = 300
 #: Largest share of first-pass one-frame steps with |Δr|² > 2 ln(10) s² (s² the step's own
 #: track's robust per-axis step variance) for which the Gaussian step model, and so the
 #: data-adaptive radius, is trusted. Gaussian steps give 0.10. Measured: 0.100–0.120 on the ten
@@ -525,7 +533,10 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
     and subtracted; (5) with ``adaptive_radius``, a second pass: the radius for the fastest
     population present is measured on the first-pass tracks
     (:func:`data_search_radius_px`, never above ``search_range_px``) and, if smaller, the
-    features are linked again with it and step (4) repeated; (6) tracks cut at steps
+    features are linked again with it and step (4) repeated; the first pass links only a
+    prefix of a long video (:data:`FIRST_PASS_MAX_FEATURES` features, at least
+    :data:`FIRST_PASS_MIN_FRAMES` frames), and when the radius is not reduced the whole
+    video is then linked with ``search_range_px``; (6) tracks cut at steps
     implausible under their own Brownian statistics (:func:`split_implausible_steps`,
     mislinks to a neighbouring particle), if ``split_alpha`` > 0.
 
@@ -572,16 +583,34 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
     feats["x"] = feats["x_raw"] - off[:, 0]
     feats["y"] = feats["y_raw"] - off[:, 1]
     final = float(search_range_px)
-    tracks, used, notes = _trackpy_link(feats, final, memory)
+    first = feats
+    frames_all = np.unique(feats["frame"].to_numpy())
+    n_frames_all = first_frames = int(frames_all.size)
+    if adaptive_radius and len(feats) > FIRST_PASS_MAX_FEATURES:
+        # the first pass only measures the fastest population: a prefix of the video with
+        # FIRST_PASS_MAX_FEATURES features (at least FIRST_PASS_MIN_FRAMES frames) is enough
+        per_frame = feats["frame"].value_counts().reindex(frames_all).to_numpy()
+        k = int(np.searchsorted(np.cumsum(per_frame), FIRST_PASS_MAX_FEATURES, side="right"))
+        k = max(k, FIRST_PASS_MIN_FRAMES)
+        if k < n_frames_all:
+            first_frames = k
+            first = feats[feats["frame"].to_numpy() <= frames_all[k - 1]]
+    tracks, used, notes = _trackpy_link(first, final, memory)
     tracks, total = _remove_residual_drift(tracks, cum, drift_smoothing)
     info = None
     if adaptive_radius:
         r2, info = data_search_radius_px(tracks, max_radius_px=used, min_steps=min_track_length)
         info["first_pass_px"] = float(used)
+        info["first_pass_frames"] = int(first_frames)
+        if first_frames < n_frames_all:
+            info["reason"] += f" (first pass on the first {first_frames} of {n_frames_all} frames)"
         if r2 < used:
             final = r2
             tracks, used, notes2 = _trackpy_link(feats, r2, memory)
             notes = notes2  # the first pass's dense-field notes concern a radius no longer used
+            tracks, total = _remove_residual_drift(tracks, cum, drift_smoothing)
+        elif first_frames < n_frames_all:  # the first pass saw a prefix: link everything with its radius
+            tracks, used, notes = _trackpy_link(feats, final, memory)
             tracks, total = _remove_residual_drift(tracks, cum, drift_smoothing)
     steps = total.diff().dropna()
     v = (float(steps["dx_px"].mean()), float(steps["dy_px"].mean())) if len(steps) else (0.0, 0.0)

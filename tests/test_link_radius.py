@@ -146,3 +146,34 @@ def test_pipeline_records_the_chosen_radius_and_a_given_radius_wins(tmp_path):
         p2 = json.loads(h["provenance"].attrs["parameters"])
     assert s2["search_range_px"] == 17.0 and p2["search_range_px"] == 17.0 and p2["search_range_source"] == "flag"
     assert "search_range_first_pass_px" not in p2
+
+
+def test_first_pass_on_a_prefix_of_a_long_video(monkeypatch):
+    """Above FIRST_PASS_MAX_FEATURES the measuring pass links a prefix only; the final tracks cover
+    every feature, with the radius measured on the prefix (300 nm: shrunk) or, when not reduced
+    (40 nm), exactly the single-pass tracks."""
+    import nta.link as L
+
+    f = _features(300.0, 60, 150, seed=3).drop(columns="true")
+    monkeypatch.setattr(L, "FIRST_PASS_MAX_FEATURES", len(f) // 3)
+    monkeypatch.setattr(L, "FIRST_PASS_MIN_FRAMES", 20)
+    two = link_features(f, search_range_px=R_PHYS, adaptive_radius=True)
+    n_frames = f["frame"].nunique()
+    assert 20 <= two.radius_info["first_pass_frames"] < n_frames
+    assert len(two.tracks) == len(f)
+    assert 8.0 < two.search_range_px < 0.6 * R_PHYS
+    g = _features(40.0, 40, 150, seed=3).drop(columns="true")
+    monkeypatch.setattr(L, "FIRST_PASS_MAX_FEATURES", len(g) // 3)
+    two = link_features(g, search_range_px=R_PHYS, adaptive_radius=True)
+    one = link_features(g, search_range_px=R_PHYS)
+    assert two.radius_info["first_pass_frames"] < g["frame"].nunique()
+    assert two.search_range_px == R_PHYS
+    key = ["frame", "x_raw", "y_raw"]
+    a = two.tracks.sort_values(key).reset_index(drop=True)
+    b = one.tracks.sort_values(key).reset_index(drop=True)
+    assert len(a) == len(g)
+    # same partition of features into tracks (particle labels may differ)
+    assert a.groupby("particle").ngroups == b.groupby("particle").ngroups
+    pa = pd.factorize(a["particle"])[0]
+    pb = pd.factorize(b["particle"])[0]
+    assert np.array_equal(pa, pb)
