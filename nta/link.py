@@ -496,7 +496,13 @@ def _trackpy_link(feats: pd.DataFrame, search_range_px: float, memory: int) -> t
         notes.append(f"dense field: trackpy's subnetworks were too large at a {search_range_px:.1f}-px search radius; "
                      f"linked with {radius:.1f} px and adaptive search (fast small particles may be cut into short tracks)")
     tracks = tracks.reset_index(drop=True)
-    tracks["particle"] = tracks["particle"].astype(np.int64)
+    # trackpy numbers new tracks in the iteration order of a set of its point objects
+    # (hashed by address), so the same links get other labels from run to run; relabel by
+    # first appearance in the frame-ordered table so a result is reproducible
+    order = np.argsort(tracks["frame"].to_numpy(), kind="stable")
+    codes = np.empty(len(tracks), np.int64)
+    codes[order] = pd.factorize(tracks["particle"].to_numpy()[order])[0]
+    tracks["particle"] = codes
     return tracks, radius, notes
 
 

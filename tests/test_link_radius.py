@@ -177,3 +177,14 @@ def test_first_pass_on_a_prefix_of_a_long_video(monkeypatch):
     pa = pd.factorize(a["particle"])[0]
     pb = pd.factorize(b["particle"])[0]
     assert np.array_equal(pa, pb)
+
+
+def test_track_labels_are_reproducible_first_appearance_order():
+    """Labels number the tracks by first appearance (frame, then row), whatever order trackpy used."""
+    f = _features(100.0, 40, 60, seed=5).drop(columns="true")
+    t = link_features(f, search_range_px=R_PHYS).tracks
+    p = t.sort_values("frame", kind="stable")["particle"].to_numpy()
+    first = pd.unique(p)
+    assert np.array_equal(first, np.arange(first.size))
+    t2 = link_features(f, search_range_px=R_PHYS).tracks
+    assert np.array_equal(t["particle"].to_numpy(), t2["particle"].to_numpy())
