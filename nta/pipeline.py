@@ -505,6 +505,9 @@ def process(
             # ---- link -----------------------------------------------------------------
             _check_stop()
             w.set_status("running: linking")
+            from ._jitcache import cache_trackpy_jit
+
+            cache_trackpy_jit()  # trackpy's linker kernels: load from numba's disk cache, not recompile
             lr = link_features(features, search_range_px=search_range, memory=memory, split_alpha=split_alpha)
             notes.extend(lr.notes)
             tracks = lr.tracks
