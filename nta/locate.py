@@ -252,14 +252,18 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
     h, w = diff.shape[1:]
     n_frames = 4
     masses = []
-    for _ in range(n_frames):
-        noise = rng.normal(0.0, sd, size=(h, w)).astype(np.float32)
-        if locator == "fast":
-            f = locate_frames(noise, 0, diameter=diameter, minmass=0, separation=separation, locator="fast")
-        else:
+    if locator == "fast":
+        # the noise frames drawn in the same order as one by one, located together (frames in
+        # parallel threads): the same masses in the same order
+        noise = np.stack([rng.normal(0.0, sd, size=(h, w)).astype(np.float32) for _ in range(n_frames)])
+        masses.append(locate_frames(noise, 0, diameter=diameter, minmass=0, separation=separation,
+                                    locator="fast")["mass"].to_numpy())
+    else:
+        for _ in range(n_frames):
+            noise = rng.normal(0.0, sd, size=(h, w)).astype(np.float32)
             f = _trackpy().locate(noise, diameter, minmass=0, separation=separation, preprocess=True,
                                   characterize=False, engine="python")
-        masses.append(f["mass"].to_numpy())
+            masses.append(f["mass"].to_numpy())
     m = np.sort(np.concatenate(masses)) if masses else np.zeros(0)
     if m.size < 10:
         return {"minmass": float(sd * diameter), "noise_sd": sd, "noise_mass_p50": float("nan"), "noise_mass_p99": float("nan")}
