@@ -101,7 +101,7 @@ def make_scratch(shape):
         np.empty((_ROWS, W + 2 * _PAD), np.float32),  # pe: padded rows of the raw image
         np.empty((_MAXDIL, W), np.uint8),  # vh: van Herk suffix maxima of a block of rows
         np.empty(W, np.float64),  # ga: boxcar column sums
-        np.empty(W, np.uint8),  # ba: candidate flags of a row
+        np.empty((_MAXDIL, W), np.uint8),  # ba: candidate flags of a block of rows
         np.empty(W, np.uint8),  # rowu: max-filter row
         np.empty((_MAXDIL, W), np.uint8),  # vg: van Herk prefix maxima of the next block
     )
@@ -419,6 +419,28 @@ def _vh_row(hm, e, lo, H, dst):
 
 
 @numba.njit(cache=True, nogil=True)
+def _collect(flags, b0, dil, ylo, yhi, xlo, xhi, nw, W, cy, cx, nc):
+    """Append (y, x) of the flagged pixels of a block's rows to cy, cx (room is there); new count."""
+    for j in range(dil):
+        y = b0 + j
+        if y < ylo or y > yhi:
+            continue
+        fl = flags[j]
+        fw = fl[: nw * 8].view(np.uint64)
+        for w in range(nw + 1):
+            if w < nw and fw[w] == 0:
+                continue
+            x0 = w * 8
+            x1 = x0 + 8 if w < nw else W
+            for x in range(x0, x1):
+                if fl[x] and x >= xlo and x <= xhi:
+                    cy[nc] = y
+                    cx[nc] = x
+                    nc += 1
+    return nc
+
+
+@numba.njit(cache=True, nogil=True)
 def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
     """Step 4: local maxima of q (grey dilation, zero outside) above thr_p, away from the edge.
 
@@ -458,7 +480,6 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
     if yhi < ylo:
         return cy[:0], cx[:0]
     nw = W // 8
-    fw = flags[: nw * 8].view(np.uint64)
     for kb in range(ylo // dil, yhi // dil + 1):
         b0 = kb * dil  # first extended row of block kb
         # suffix maxima of block kb: vh[j] = max of extended rows b0+j .. b0+dil-1
@@ -483,16 +504,19 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
                 for x in range(W):
                     d[x] = pv[x]
             _vh_row(hm, b0 + dil + j, lo, H, d)
+        # flags of the block's rows first, then the scan: reading a row's flags as 64-bit
+        # words right after writing them byte by byte stalls on store-to-load forwarding
         for j in range(dil):
             y = b0 + j
             if y < ylo or y > yhi:
                 continue
             qy = q[y]
             hv = vh[j]
+            fl = flags[j]
             if j == 0:
                 for x in range(W):
                     v = qy[x]
-                    flags[x] = np.uint8(1) if (v >= tu) & (v == hv[x]) else np.uint8(0)
+                    fl[x] = np.uint8(1) if (v >= tu) & (v == hv[x]) else np.uint8(0)
             else:
                 gv = vg[j - 1]
                 for x in range(W):
@@ -500,25 +524,28 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
                     a = hv[x]
                     b = gv[x]
                     m = a if a > b else b
-                    flags[x] = np.uint8(1) if (v >= tu) & (v == m) else np.uint8(0)
-            for w in range(nw + 1):
-                if w < nw and fw[w] == 0:
-                    continue
-                x0 = w * 8
-                x1 = x0 + 8 if w < nw else W
-                for x in range(x0, x1):
-                    if flags[x] and x >= xlo and x <= xhi:
-                        if nc == cap:
-                            cap *= 2
-                            ny = np.empty(cap, np.int64)
-                            nx = np.empty(cap, np.int64)
-                            ny[:nc] = cy[:nc]
-                            nx[:nc] = cx[:nc]
-                            cy = ny
-                            cx = nx
-                        cy[nc] = y
-                        cx[nc] = x
-                        nc += 1
+                    fl[x] = np.uint8(1) if (v >= tu) & (v == m) else np.uint8(0)
+        # grow the candidate arrays once per block (not inside the scan)
+        nb = 0
+        for j in range(dil):
+            y = b0 + j
+            if y < ylo or y > yhi:
+                continue
+            fl = flags[j]
+            for x in range(xlo, xhi + 1):
+                nb += fl[x]
+        if nb == 0:
+            continue
+        if nc + nb > cap:
+            while nc + nb > cap:
+                cap *= 2
+            ny = np.empty(cap, np.int64)
+            nx = np.empty(cap, np.int64)
+            ny[:nc] = cy[:nc]
+            nx[:nc] = cx[:nc]
+            cy = ny
+            cx = nx
+        nc = _collect(flags, b0, dil, ylo, yhi, xlo, xhi, nw, W, cy, cx, nc)
     return cy[:nc], cx[:nc]
 
 
