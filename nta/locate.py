@@ -56,7 +56,8 @@ def background_model(frames, *, invert: bool = False) -> np.ndarray:
     if frames.ndim != 3 or frames.shape[0] == 0:
         raise ValueError(f"background_model needs frames of shape (n, H, W) with n ≥ 1, got {frames.shape}")
     # Row blocks on threads, each the exact per-pixel median of np.median(frames, axis=0)
-    # (pixels are independent, so the result is identical). 8/16-bit integer frames are
+    # (pixels are independent, so the result is identical). 8-bit frames are counted per
+    # pixel in 256 bins (nta.kernels.locate.median_u8_rows); 16-bit integer frames are
     # sorted per pixel with numpy's radix sort (O(n), releases the GIL; ~5× faster than the
     # partition np.median uses at 1280×1024 × 100 frames); the median is then the mean of
     # the two middle values in float64, exactly as np.median computes it for integers.
@@ -66,7 +67,17 @@ def background_model(frames, *, invert: bool = False) -> np.ndarray:
     lo, hi = (n - 1) // 2, n // 2
     rows = max(1, min(h, (1 << 20) // max(1, n * w)))  # ~1 MB of pixels per block
 
+    u8 = frames.dtype == np.uint8
+    if u8:
+        from .kernels.locate import median_u8_rows
+
+        frames = np.ascontiguousarray(frames)
+        rows = max(1, -(-h // (4 * _n_threads())))  # a few blocks per thread
+
     def one(r0):
+        if u8:  # 256-bin counts per pixel (numba, GIL released): the same medians, ~4× faster
+            median_u8_rows(frames, r0, min(h, r0 + rows), out)
+            return
         x = frames[:, r0:r0 + rows]
         if radix:
             srt = np.sort(np.ascontiguousarray(x.reshape(n, -1).T), axis=1, kind="stable")

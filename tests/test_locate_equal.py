@@ -82,3 +82,19 @@ def test_raw_frames_and_odd_shapes_identical():
             _same(fr, None, invert=True, diameter=7)
             bg = rng.normal(100, 5, (h, w)).astype(np.float32)
             _same(fr, bg, minmass=10.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_background_model_is_numpy_median(dtype):
+    """The 8-bit per-pixel counting median (and the other paths) equal np.median exactly."""
+    from nta.locate import background_model
+
+    rng = np.random.default_rng(11)
+    for n, h, w in [(100, 37, 130), (101, 20, 65), (1, 5, 7), (2, 3, 64), (7, 1, 1), (300, 4, 9)]:
+        hi = 255 if dtype == np.uint8 else 4000
+        frames = rng.integers(0, hi + 1, (n, h, w)).astype(dtype)
+        frames[:, 0, 0] = hi  # saturated pixel
+        frames[: n // 2, -1, -1] = 0  # half the frames black here
+        got = background_model(frames)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, np.median(frames, axis=0).astype(np.float32))
