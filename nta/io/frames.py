@@ -390,6 +390,30 @@ def _video_frame_to_grey(frame) -> np.ndarray:
     return to_grey(rgb)
 
 
+def _grey_into(frame, dst: np.ndarray) -> bool:
+    """Copy a decoded frame's grey / luma plane into ``dst`` (C-contiguous (H, W), native
+    dtype) by the grey rule; False (nothing written) when the frame needs the general path
+    (:func:`_video_frame_to_grey`: colour, a byte order or layout the plane does not match)."""
+    fmt = frame.format
+    name = fmt.name
+    if name in _GREY_PIX:
+        dt = _GREY_PIX[name]
+    elif _YUV_RE.match(name) or name.startswith(("yuv", "yuvj")):
+        dt = _yuv_luma_dtype(fmt)
+    else:
+        return False
+    if dt != dst.dtype or not dt.isnative or not dst.flags.c_contiguous:
+        return False
+    plane = frame.planes[0]
+    ls = plane.line_size
+    h, w = plane.height, plane.width
+    if ls <= 0 or ls % dt.itemsize or (h, w) != dst.shape:
+        return False
+    rows = np.frombuffer(plane, dtype=np.uint8)[: h * ls].reshape(h, ls)[:, : w * dt.itemsize]
+    dst.view(np.uint8).reshape(h, w * dt.itemsize)[...] = rows
+    return True
+
+
 def _rate(r) -> float | None:
     try:
         v = float(r) if r is not None else None
@@ -546,20 +570,25 @@ class VideoSource(FrameSource):
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
         stop = math.inf if stop is None else int(stop)
-        buf: list[np.ndarray] = []
+        out = None
         first_idx = None
-        for i, g in self._iter_frames(start, stop, step):
-            if first_idx is None:
+        k = 0
+        for i, frame in self._iter_frames(start, stop, step):
+            if out is None:
+                out = np.empty((chunk_size,) + tuple(self.shape), dtype=self.dtype)
                 first_idx = i
-            buf.append(g)
-            if len(buf) == chunk_size:
-                yield first_idx, np.stack(buf)
-                buf, first_idx = [], None
-        if buf:
-            yield first_idx, np.stack(buf)
+            # the plane is copied straight into the chunk (no per-frame array, no stacking)
+            if not _grey_into(frame, out[k]):
+                out[k] = _video_frame_to_grey(frame)
+            k += 1
+            if k == chunk_size:
+                yield first_idx, out
+                out, first_idx, k = None, None, 0
+        if k:
+            yield first_idx, out[:k]
 
     def _iter_frames(self, start, stop, step):
-        """(index, grey frame) for ``start, start+step, ...`` below ``stop``: by seeking when
+        """(index, decoded av.VideoFrame) for ``start, start+step, ...`` below ``stop``: by seeking when
         :meth:`_seek_plan` finds it safe and worthwhile, else by decoding every frame."""
         plan = self._seek_plan(start, stop, step)
         if plan is None:
@@ -594,13 +623,12 @@ class VideoSource(FrameSource):
                 times.append(self._frame_time(frame, stream))
                 if i < start or (i - start) % step:
                     continue
-                g = _video_frame_to_grey(frame)
-                if g.shape != self.shape:
+                if (frame.height, frame.width) != tuple(self.shape):
                     raise InputError(
-                        f"frame {i} has shape {g.shape}, frame 0 has {self.shape}",
+                        f"frame {i} has shape {(frame.height, frame.width)}, frame 0 has {self.shape}",
                         path=self.path, fix="the video changes resolution mid-stream; re-encode it",
                     )
-                yield i, g
+                yield i, frame
             else:
                 full = state["eof"]
         finally:
@@ -712,10 +740,9 @@ class VideoSource(FrameSource):
                         continue
                     if p > target:
                         raise _SeekFailed(f"seek passed frame {i} (pts {target}) without decoding it")
-                    g = _video_frame_to_grey(frame)
-                    if g.shape != self.shape:
+                    if (frame.height, frame.width) != tuple(self.shape):
                         raise _SeekFailed(f"frame {i} has another shape")
-                    yield i, g
+                    yield i, frame
                     break
                 else:
                     raise _SeekFailed(f"stream ended before frame {i}")
