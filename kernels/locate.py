@@ -39,6 +39,14 @@ to far better than 0.01 px (see ``tests/test_locate.py``).
 Frames are independent: :func:`locate_frame` is ``nogil``, so the wrapper runs frames of
 a chunk in parallel threads, each with its own :class:`Scratch`-like set of buffers
 (:func:`make_scratch`).
+
+Speed (same results, bit for bit; ``tests/test_locate_equal.py`` checks against the
+previous kernel, ``tests/_locate_ref.py``): the band-pass streams rows, its horizontal
+pass (4 rows at a time, their running sums interleaved) feeding ring buffers of a few rows
+that the vertical pass reads while they are in cache (:func:`_bandpass`); the 8-bit
+histogram counts in 8 sub-histograms (:func:`_quantize`); the vertical max filter of the
+dilation is van Herk / Gil-Werman (:func:`_maxima`). :func:`median_u8_rows` is the
+background model's per-pixel median of 8-bit frames.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["locate_frame", "make_scratch", "gaussian_kernel", "mask_tables", "dilation_size", "N_COLUMNS"]
+__all__ = ["locate_frame", "make_scratch", "gaussian_kernel", "mask_tables", "dilation_size", "N_COLUMNS",
+           "median_u8_rows"]
 
 #: Columns of the per-frame result array: y, x (px), mass, size (px), ecc, signal, raw_mass.
 N_COLUMNS = 7

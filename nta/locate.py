@@ -220,7 +220,10 @@ def estimate_spot_diameter(diff, *, min_diameter: int = 5, max_diameter: int = 3
 def _trackpy():
     import trackpy
 
+    from ._jitcache import cache_trackpy_jit
+
     trackpy.quiet()
+    cache_trackpy_jit()  # trackpy's jitted refine kernels: numba's disk cache, not a compile per run
     return trackpy
 
 

@@ -241,7 +241,10 @@ class FrameSource:
         Covers frames ``start, start+step, ...`` below ``stop`` (default: the end),
         ``chunk_size`` frames per chunk (the last one may be shorter). With ``step > 1``
         only every step-th frame is returned (e.g. to sample a background model); the
-        frames of a chunk are then ``first, first+step, ...``.
+        frames of a chunk are then ``first, first+step, ...``. TIFF stacks and image
+        folders read the wanted pages / files directly; videos seek to them where that
+        is safe (:meth:`VideoSource._seek_plan`), else decode every frame: the frames are
+        the same either way.
         """
         chunk_size = int(chunk_size)
         if chunk_size < 1:
@@ -442,6 +445,11 @@ class VideoSource(FrameSource):
 
     After a full pass (:meth:`chunks` to the end) :attr:`timestamps_s` holds each
     frame's presentation time in seconds, and :meth:`timing_report` checks them.
+
+    Sampling (:meth:`chunks` with ``step > 1``, e.g. the background pass) seeks to the
+    wanted frames instead of decoding every frame when that is known to give the same
+    frames (see :meth:`_seek_plan`); otherwise, and whenever a check fails, it decodes
+    sequentially. :attr:`seeks` and :attr:`seek_fallbacks` count what happened.
     """
 
     kind = "video"
