@@ -543,6 +543,9 @@ def process(
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             t_locate = time.perf_counter()
+            from ._jitcache import cache_trackpy_jit
+
+            cache_trackpy_jit()  # trackpy's linker kernels: loaded from numba's disk cache, not recompiled
             # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
             # during linking and sizing (single-threaded stages, so a CPU is free; hashlib and
             # file reads release the GIL) and joined before the file is marked complete; until
@@ -555,9 +558,6 @@ def process(
             # ---- link -----------------------------------------------------------------
             _check_stop()
             w.set_status("running: linking")
-            from ._jitcache import cache_trackpy_jit
-
-            cache_trackpy_jit()  # trackpy's linker kernels: load from numba's disk cache, not recompile
             lr = link_features(features, search_range_px=search_range, memory=memory, split_alpha=split_alpha)
             notes.extend(lr.notes)
             tracks = lr.tracks
