@@ -198,6 +198,48 @@ def _prefetch(gen, depth: int = 1):
         t.join()
 
 
+#: Write located features from a background thread (:class:`_WriteBehind`); False writes inline.
+_WRITE_BEHIND = True
+
+
+class _WriteBehind:
+    """Appends to a :class:`~nta.store.ResultWriter` table in one background thread, in order.
+
+    The compression and HDF5 write of a chunk's features (~25 ms for 10 000 rows, in the
+    main thread while the locator's threads waited) overlap the locating of the next chunk.
+    At most one append is pending: :meth:`append` first waits for the previous one and
+    re-raises its error, so rows land in order and a failure (disk full) surfaces within
+    one chunk. :meth:`close` (always call it, e.g. in ``finally``) waits for the pending
+    append without raising, so the file is never closed under a running write.
+    """
+
+    def __init__(self, writer):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._w = writer
+        self._ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nta-write")
+        self._pending = None
+
+    def append(self, group, table):
+        self.wait()
+        self._pending = self._ex.submit(self._w.append_table, group, table)
+
+    def wait(self):
+        """Wait for the pending append; re-raise its error."""
+        p, self._pending = self._pending, None
+        if p is not None:
+            p.result()
+
+    def close(self):
+        p, self._pending = self._pending, None
+        if p is not None:
+            try:
+                p.result()
+            except BaseException:  # noqa: BLE001 - the run is already failing or stopping
+                pass
+        self._ex.shutdown(wait=True)
+
+
 class _Background:
     """``fn(*args, cancel=event)`` run in a daemon thread; :meth:`result` joins it."""
 
@@ -479,20 +521,31 @@ def process(
             feats = []
             n_frames = 0
             bar = _Progress(progress, n_known, "locate")
+            writer = _WriteBehind(w) if _WRITE_BEHIND else None
             try:
                 for first, chunk in _prefetch(src.chunks(chunk_size, stop=n_known)):
                     # background subtraction fused into the locator (no float32 copy of the chunk)
                     f = locate_frames(chunk, first, diameter=diameter, minmass=mm, locator=locator,
                                       background=bg, invert=invert)
-                    w.append_table("features", f)
+                    if writer is not None:
+                        writer.append("features", f)  # compressed and written while the next chunk is located
+                    else:
+                        w.append_table("features", f)
                     feats.append(f)
                     n_frames += chunk.shape[0]
                     bar.update(chunk.shape[0])
                     _check_stop()
+                if writer is not None:
+                    writer.wait()
             finally:
+                if writer is not None:
+                    writer.close()
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             t_locate = time.perf_counter()
+            from ._jitcache import cache_trackpy_jit
+
+            cache_trackpy_jit()  # trackpy's linker kernels: loaded from numba's disk cache, not recompiled
             # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
             # during linking and sizing (single-threaded stages, so a CPU is free; hashlib and
             # file reads release the GIL) and joined before the file is marked complete; until

@@ -225,7 +225,7 @@ def test_building_blocks_against_numpy_and_scipy():
     img = rng.normal(0, 5, (41, 57)).astype(np.float32)
     img[20, 30] += 300
     sc = K.make_scratch(img.shape)
-    bmax = K._bandpass(img, np.zeros((1, 1), np.float32), False, False, K.gaussian_kernel(), 9, *sc[:3], sc[5], sc[6], sc[7])
+    bmax = K._bandpass(img, np.zeros((1, 1), np.float32), False, False, K.gaussian_kernel(), 9, *sc[:3], sc[5], sc[7])
     ref = bandpass(img, 1, 9, 1 / 255.0)
     np.testing.assert_allclose(sc[2], ref, atol=2e-4)
     assert bmax == pytest.approx(ref.max(), rel=1e-6)

@@ -241,7 +241,10 @@ class FrameSource:
         Covers frames ``start, start+step, ...`` below ``stop`` (default: the end),
         ``chunk_size`` frames per chunk (the last one may be shorter). With ``step > 1``
         only every step-th frame is returned (e.g. to sample a background model); the
-        frames of a chunk are then ``first, first+step, ...``.
+        frames of a chunk are then ``first, first+step, ...``. TIFF stacks and image
+        folders read the wanted pages / files directly; videos seek to them where that
+        is safe (:meth:`VideoSource._seek_plan`), else decode every frame: the frames are
+        the same either way.
         """
         chunk_size = int(chunk_size)
         if chunk_size < 1:
@@ -390,12 +393,46 @@ def _video_frame_to_grey(frame) -> np.ndarray:
     return to_grey(rgb)
 
 
+def _grey_into(frame, dst: np.ndarray) -> bool:
+    """Copy a decoded frame's grey / luma plane into ``dst`` (C-contiguous (H, W), native
+    dtype) by the grey rule; False (nothing written) when the frame needs the general path
+    (:func:`_video_frame_to_grey`: colour, a byte order or layout the plane does not match)."""
+    fmt = frame.format
+    name = fmt.name
+    if name in _GREY_PIX:
+        dt = _GREY_PIX[name]
+    elif _YUV_RE.match(name) or name.startswith(("yuv", "yuvj")):
+        dt = _yuv_luma_dtype(fmt)
+    else:
+        return False
+    if dt != dst.dtype or not dt.isnative or not dst.flags.c_contiguous:
+        return False
+    plane = frame.planes[0]
+    ls = plane.line_size
+    h, w = plane.height, plane.width
+    if ls <= 0 or ls % dt.itemsize or (h, w) != dst.shape:
+        return False
+    rows = np.frombuffer(plane, dtype=np.uint8)[: h * ls].reshape(h, ls)[:, : w * dt.itemsize]
+    dst.view(np.uint8).reshape(h, w * dt.itemsize)[...] = rows
+    return True
+
+
 def _rate(r) -> float | None:
     try:
         v = float(r) if r is not None else None
     except (TypeError, ZeroDivisionError):
         return None
     return v if v and math.isfinite(v) and v > 0 else None
+
+
+#: Sample frames of videos by seeking (:meth:`VideoSource._seek_plan`); False decodes every frame.
+_SEEK_ENABLED = True
+#: Inter-coded streams: seek only past more than this many frames (else decode forward).
+_SEEK_MIN_SKIP = 24
+
+
+class _SeekFailed(Exception):
+    """Seeking could not be shown to give the frames sequential decoding gives."""
 
 
 class VideoSource(FrameSource):
@@ -408,6 +445,11 @@ class VideoSource(FrameSource):
 
     After a full pass (:meth:`chunks` to the end) :attr:`timestamps_s` holds each
     frame's presentation time in seconds, and :meth:`timing_report` checks them.
+
+    Sampling (:meth:`chunks` with ``step > 1``, e.g. the background pass) seeks to the
+    wanted frames instead of decoding every frame when that is known to give the same
+    frames (see :meth:`_seek_plan`); otherwise, and whenever a check fails, it decodes
+    sequentially. :attr:`seeks` and :attr:`seek_fallbacks` count what happened.
     """
 
     kind = "video"
@@ -420,6 +462,11 @@ class VideoSource(FrameSource):
         self.timestamps_s: np.ndarray | None = None
         self.n_frames_header: int | None = None
         self.truncated = False
+        self._seek_pts = None  # (pts, keyframe pts) for seeking, False if not possible
+        #: times sampling by seeking gave up and decoded sequentially instead
+        self.seek_fallbacks = 0
+        #: seeks done while sampling frames (see :meth:`_seek_plan`)
+        self.seeks = 0
         container, stream = self._open()
         try:
             cc = stream.codec_context
@@ -483,22 +530,29 @@ class VideoSource(FrameSource):
             pass
         return container, stream
 
-    def _decode(self, container, stream, stop=math.inf):
+    def _decode(self, container, stream, stop=math.inf, state=None):
         """Yield (index, av.VideoFrame) for frames below ``stop``; decode errors become InputError.
 
         No packet is decoded once ``stop`` frames have come out, so a file damaged
-        after frame ``stop`` still reads up to it.
+        after frame ``stop`` still reads up to it. ``state["eof"]`` (a dict given) is set True when
+        the stream is known to hold no frame beyond those yielded (the demuxer ran out, or
+        ``stop`` was reached at the final flush packet and flushing gave no more frames).
         """
         import av
 
         i = 0
+        state = {} if state is None else state
+        state["eof"] = False
         try:
             for packet in container.demux(stream):
                 if i >= stop:
+                    if packet.size == 0 and not packet.decode():
+                        state["eof"] = True  # flushed: no frame after the last one yielded
                     return
                 for frame in packet.decode():
                     yield i, frame
                     i += 1
+            state["eof"] = True
         except av.FFmpegError as e:
             raise InputError(
                 f"decoding failed at frame {i} ({getattr(e, 'strerror', None) or e}); "
@@ -524,37 +578,186 @@ class VideoSource(FrameSource):
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
         stop = math.inf if stop is None else int(stop)
+        out = None
+        first_idx = None
+        k = 0
+        for i, frame in self._iter_frames(start, stop, step):
+            if out is None:
+                out = np.empty((chunk_size,) + tuple(self.shape), dtype=self.dtype)
+                first_idx = i
+            # the plane is copied straight into the chunk (no per-frame array, no stacking)
+            if not _grey_into(frame, out[k]):
+                out[k] = _video_frame_to_grey(frame)
+            k += 1
+            if k == chunk_size:
+                yield first_idx, out
+                out, first_idx, k = None, None, 0
+        if k:
+            yield first_idx, out[:k]
+
+    def _iter_frames(self, start, stop, step):
+        """(index, decoded av.VideoFrame) for ``start, start+step, ...`` below ``stop``: by seeking when
+        :meth:`_seek_plan` finds it safe and worthwhile, else by decoding every frame."""
+        plan = self._seek_plan(start, stop, step)
+        if plan is None:
+            yield from self._iter_sequential(start, stop, step)
+            return
+        done = start - step  # last index handed out
+        try:
+            for i, g in self._iter_seek(plan, range(start, min(stop, len(plan[0])), step)):
+                done = i
+                yield i, g
+            return
+        except _SeekFailed:
+            self.seek_fallbacks += 1
+        # the rest sequentially (decoded from the start: frame indices stay decode order)
+        yield from self._iter_sequential(done + step, stop, step)
+
+    def _iter_sequential(self, start, stop, step):
+        """Decode every frame from the start; hand out ``start, start+step, ...`` below ``stop``.
+
+        A pass that reaches the end of the stream records the frame times
+        (:attr:`timestamps_s`, used by :meth:`timing_report`) and the decoded frame count."""
         container, stream = self._open()
         times = []
-        buf: list[np.ndarray] = []
-        first_idx = None
         n = 0
+        full = False
+        state = {}
         try:
-            for i, frame in self._decode(container, stream, stop):
+            for i, frame in self._decode(container, stream, stop, state):
                 if i >= stop:
                     break
                 n = i + 1
                 times.append(self._frame_time(frame, stream))
                 if i < start or (i - start) % step:
                     continue
-                g = _video_frame_to_grey(frame)
-                if g.shape != self.shape:
+                if (frame.height, frame.width) != tuple(self.shape):
                     raise InputError(
-                        f"frame {i} has shape {g.shape}, frame 0 has {self.shape}",
+                        f"frame {i} has shape {(frame.height, frame.width)}, frame 0 has {self.shape}",
                         path=self.path, fix="the video changes resolution mid-stream; re-encode it",
                     )
-                if first_idx is None:
-                    first_idx = i
-                buf.append(g)
-                if len(buf) == chunk_size:
-                    yield first_idx, np.stack(buf)
-                    buf, first_idx = [], None
+                yield i, frame
+            else:
+                full = state["eof"]
         finally:
             container.close()
-        if n < stop:  # the decoder ran out before stop: a full pass
+        if n < stop or full:  # the decoder ran out: a full pass
             self._finish_pass(n, times)
-        if buf:
-            yield first_idx, np.stack(buf)
+
+    def _seek_plan(self, start, stop, step):
+        """Presentation timestamps for seeking to sampled frames, or None to decode sequentially.
+
+        Seeking is used only for sampling (``step > 1``) when the frame count is known
+        and frame ``i`` (the ``i``-th frame the decoder outputs from the start) can be
+        named by its presentation timestamp (pts) without decoding:
+
+        * intra-only streams (every frame a keyframe, no reordering; e.g. the raw 8-bit
+          AVIs NanoSight writes, MJPEG): from the demuxer's index
+          (``stream.index_entries``), when it lists exactly ``n_frames`` entries with
+          strictly increasing timestamps, none to be discarded;
+        * other streams (H.264, ...): from a demux-only pass over the packets (no
+          decoding): frame ``i`` is the ``i``-th smallest packet pts. Required: every
+          packet has a pts, all distinct, none flagged to be discarded (e.g. by an MP4
+          edit list), and exactly ``n_frames`` of them. Keyframes are the packets flagged
+          so; a seek lands on the keyframe at or before the wanted frame and frames are
+          decoded forward from there, so seeking is skipped (decoding continues) while
+          the wanted frame lies before the next keyframe.
+
+        This assumes each packet decodes to exactly one frame, in pts order (true of
+        intact files; the pts of every frame handed out is checked against the plan, and
+        any mismatch, missing frame or decoder error falls back to decoding sequentially
+        from the start, see :meth:`_iter_frames`). Returns ``(pts, keyframe_pts)``,
+        both sorted int arrays, or None.
+        """
+        n = self.n_frames
+        if step <= 1 or n is None or not _SEEK_ENABLED:
+            return None
+        rng = range(start, min(stop, n), step)
+        if len(rng) < 2:
+            return None
+        try:
+            container, stream = self._open()
+        except InputError:
+            return None
+        try:
+            if self._seek_pts is None:
+                self._seek_pts = self._build_seek_pts(container, stream, n)
+            return self._seek_pts or None
+        except Exception:  # noqa: BLE001 - seeking is an optimisation: decode instead
+            return None
+        finally:
+            container.close()
+
+    @staticmethod
+    def _build_seek_pts(container, stream, n):
+        """See :meth:`_seek_plan`; returns ``(pts, keyframe_pts)`` or False."""
+        entries = list(stream.index_entries)
+        cc = stream.codec_context
+        if len(entries) == n and not getattr(cc, "has_b_frames", 1) and \
+                all(e.is_keyframe and not e.is_discard and e.size > 0 for e in entries):
+            ts = np.array([e.timestamp for e in entries], dtype=np.int64)
+            if ts.size and np.all(np.diff(ts) > 0):
+                return ts, ts
+        pts, key = [], []
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None or packet.is_discard:
+                return False
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                key.append(packet.pts)
+            if len(pts) > n:
+                return False
+        pts = np.sort(np.array(pts, dtype=np.int64))
+        if pts.size != n or not key or np.any(np.diff(pts) <= 0):
+            return False
+        return pts, np.sort(np.array(key, dtype=np.int64))
+
+    def _iter_seek(self, plan, indices):
+        """Frames ``indices`` by seeking (see :meth:`_seek_plan`); raises :class:`_SeekFailed`
+        at the first frame that cannot be shown to be the one sequential decoding gives."""
+        import av
+
+        pts, keys = plan
+        min_skip = 0 if keys is pts else _SEEK_MIN_SKIP  # intra-only: every frame is a keyframe
+        container, stream = self._open()
+        frames = None  # decoded-frame iterator at the current position
+        cur = None  # pts of the last frame decoded
+        try:
+            for i in indices:
+                target = int(pts[i])
+                k = int(np.searchsorted(keys, target, side="right")) - 1
+                if k < 0:
+                    raise _SeekFailed(f"no keyframe at or before frame {i}")
+                key = int(keys[k])
+                # seek when behind the target's keyframe by more than a few frames (decoding
+                # forward is cheaper than a seek, which restarts the decoder, for short skips)
+                if frames is None or cur is None or cur >= target or (
+                        key > cur and np.searchsorted(pts, key) - np.searchsorted(pts, cur) > min_skip):
+                    container.seek(key, stream=stream, backward=True, any_frame=False)
+                    self.seeks += 1
+                    frames = container.decode(stream)
+                    cur = None
+                for frame in frames:
+                    p = frame.pts
+                    if p is None or (cur is not None and p <= cur):
+                        raise _SeekFailed(f"frame times not increasing after a seek (frame {i})")
+                    cur = p
+                    if p < target:
+                        continue
+                    if p > target:
+                        raise _SeekFailed(f"seek passed frame {i} (pts {target}) without decoding it")
+                    if (frame.height, frame.width) != tuple(self.shape):
+                        raise _SeekFailed(f"frame {i} has another shape")
+                    yield i, frame
+                    break
+                else:
+                    raise _SeekFailed(f"stream ended before frame {i}")
+        except av.FFmpegError as e:
+            raise _SeekFailed(str(e)) from None
+        finally:
+            container.close()
 
     def _finish_pass(self, n, times):
         self.timestamps_s = np.asarray(times, dtype=np.float64)
