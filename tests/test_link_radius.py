@@ -188,3 +188,21 @@ def test_track_labels_are_reproducible_first_appearance_order():
     assert np.array_equal(first, np.arange(first.size))
     t2 = link_features(f, search_range_px=R_PHYS).tracks
     assert np.array_equal(t["particle"].to_numpy(), t2["particle"].to_numpy())
+
+
+def test_kdtree_neighbours_give_trackpys_default_links():
+    """nta links with trackpy's KDTree neighbour search: the same partition as its default BTree."""
+    import trackpy as tp
+
+    from nta.link import _trackpy_link
+
+    f = _features(100.0, 60, 80, seed=7).drop(columns="true")
+    f["x"] -= 3.0 * f["frame"]  # the simulator's drift removed, as link_features does before linking
+    a, radius, _ = _trackpy_link(f, R_PHYS, 3)
+    b = tp.link(f, R_PHYS, memory=3, adaptive_stop=max(0.5, 0.2 * R_PHYS), adaptive_step=0.9)
+    assert radius == R_PHYS
+    assert len(a) == len(b) == len(f)
+    ka = a.sort_values(["frame", "x", "y"])["particle"].to_numpy()
+    kb = b.sort_values(["frame", "x", "y"])["particle"].to_numpy()
+    assert np.array_equal(pd.factorize(ka)[0], pd.factorize(kb)[0])
+    assert pd.Series(ka).nunique() > 50
