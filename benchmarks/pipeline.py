@@ -5,7 +5,9 @@ Videos (cached under /tmp, generated with ``nta simulate`` if missing): 1500 fra
 
 Per video: ``nta process`` (fast locator) in a subprocess, twice (the first run loads the
 numba kernels from the on-disk cache; compile happens only if the cache is cold), then
-the plain-trackpy script ``benchmarks.baseline_trackpy.run_baseline`` in a subprocess;
+the plain-trackpy script ``benchmarks.baseline_trackpy.run_baseline`` in a subprocess
+(as issue 4 describes it: ``trackpy.batch`` with the numba engine on 2 processes, the
+video held whole as 8-bit grey, then link, drift, imsd, per-track fit, Stokes–Einstein);
 wall time and peak RSS (``/usr/bin/time``) of each. Stage times of nta from its summary
 (``time_locate_s``: background + locate), plus, in this process, one PyAV decode pass
 and one read of every pixel from memory (numpy sum of a buffer of the video's size, in
@@ -75,7 +77,8 @@ def run_trackpy(path, diameter, minmass):
     code = (
         "import json,sys; from benchmarks.baseline_trackpy import run_baseline; "
         f"r=run_baseline({str(path)!r}, pixel_size_um={CAL['pixel_size_um']}, fps={CAL['fps']}, "
-        f"temperature_c={CAL['temperature_c']}, diameter={int(diameter)}, minmass={float(minmass)}); "
+        f"temperature_c={CAL['temperature_c']}, diameter={int(diameter)}, minmass={float(minmass)}, "
+        "processes=2, keep_dtype=True); "
         "print(json.dumps({k: r[k] for k in ('n_tracks','time_s','time_read_s','n_frames')}))"
     )
     load0 = os.getloadavg()[0]
