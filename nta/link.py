@@ -621,6 +621,8 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
         info["first_pass_frames"] = int(first_frames)
         if first_frames < n_frames_all:
             info["reason"] += f" (first pass on the first {first_frames} of {n_frames_all} frames)"
+        if r2 < used or first_frames < n_frames_all:
+            del tracks, first  # the first pass's tables are not needed again: free them before relinking
         if r2 < used:
             final = r2
             tracks, used, notes2 = _trackpy_link(feats, r2, memory)

@@ -542,6 +542,7 @@ def process(
                     writer.close()
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
+            del feats  # the chunks are in `features` now (and in the file): keep one copy
             t_locate = time.perf_counter()
             from ._jitcache import cache_trackpy_jit
 
