@@ -452,7 +452,7 @@ def _report(a) -> int:
 
     from .store import check_new_output
 
-    check_new_output(a.output, overwrite=a.overwrite, what="report")
+    check_new_output(a.output, overwrite=a.overwrite, what="report", inputs=list(a.results) + ([a.samples] if a.samples else []))
     r = build_report(a.results, a.output, samples_csv=a.samples, rules=load_rules(a.rules), detection_depth_um=a.detection_depth_um,
                      calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml, png_dir=a.png_dir)
     print(f"wrote {r['output']} ({r['figures']} figures, QC {r['verdict']})")
@@ -467,7 +467,7 @@ def _calibrate(a) -> int:
 
     from .store import check_new_output
 
-    check_new_output(a.output, overwrite=a.overwrite, what="calibration file")
+    check_new_output(a.output, overwrite=a.overwrite, what="calibration file", inputs=list(a.results))
     files = [f for x in a.results for f in find_results(x)]
     cal = calibrate_depth(files, a.known_per_ml, dilution_factor=a.dilution_factor)
     write_calibration_file(cal, a.output)
@@ -482,7 +482,7 @@ def _export_csv(a) -> int:
 
     from .store import check_new_output
 
-    check_new_output(a.output, overwrite=a.overwrite, what="CSV export")
+    check_new_output(a.output, overwrite=a.overwrite, what="CSV export", inputs=[a.result])
     out = export_csv(a.result, a.output, detection_depth_um=a.detection_depth_um, calibration=_calibration_of(a))
     print(f"wrote {out}")
     return 0

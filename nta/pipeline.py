@@ -454,7 +454,8 @@ def process(
 
         from .store import check_new_output
 
-        check_new_output(output_path, overwrite=overwrite, what="output")  # fail fast, before any work
+        check_new_output(output_path, overwrite=overwrite, what="output",  # fail fast, before any work
+                         inputs=[input_path] if isinstance(input_path, (str, Path)) else [])
         # ---- pass 1: background from frames sampled through the video ------------------
         n_known = src.n_frames
         stop = max_frames if max_frames is not None else None
@@ -752,6 +753,9 @@ def process_tracks(
         "dilution_factor": float(dilution_factor),
         "sample": sample_name,
     }
+    from .store import check_new_output
+
+    check_new_output(output_path, overwrite=overwrite, what="output", inputs=[input_path] if input_path is not None else [])
     inputs = [file_fingerprint(input_path)] if input_path is not None and Path(str(input_path)).is_file() else []
     with ResultWriter(output_path, overwrite=overwrite) as w:
         w.set_provenance(inputs=inputs, calibration=cal.to_dict(), parameters=params, versions=_versions(),

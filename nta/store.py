@@ -88,7 +88,7 @@ COLUMN_UNITS = {
 }
 
 
-def check_new_output(path, *, overwrite: bool = False, what: str = "output") -> Path:
+def check_new_output(path, *, overwrite: bool = False, what: str = "output", inputs=()) -> Path:
     """Refuse an output path that would lose something.
 
     Parameters
@@ -96,9 +96,12 @@ def check_new_output(path, *, overwrite: bool = False, what: str = "output") -> 
     path : str or os.PathLike
         The file about to be written.
     overwrite : bool
-        Allow replacing an existing *file* (never a folder).
+        Allow replacing an existing *file* (never a folder, never an input).
     what : str
         What is written, for the message (e.g. ``"report"``).
+    inputs : iterable of str or os.PathLike
+        The files or folders being read: the output may be none of them and may not lie
+        inside an input folder (an image sequence), with or without ``overwrite``.
 
     Returns
     -------
@@ -107,13 +110,24 @@ def check_new_output(path, *, overwrite: bool = False, what: str = "output") -> 
     Raises
     ------
     OutputError
-        The path is a folder, or its folder does not exist.
+        The path is a folder, is (or lies inside) one of ``inputs``, or its folder does
+        not exist.
     OutputExistsError
         The file exists and ``overwrite`` is False.
     """
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{what} path is a folder", fix="give a file name, e.g. -o results/out.h5", path=p)
+    rp = p.resolve()
+    for q in inputs:
+        try:
+            rq = Path(q).resolve()
+        except (TypeError, OSError):
+            continue
+        if rp == rq or (rq.is_dir() and rq in rp.parents):
+            where = "is the input" if rp == rq else f"lies inside the input folder {rq}"
+            raise OutputError(f"{what} path {where}; writing it would destroy the recording",
+                              fix="choose an -o outside the input, e.g. results/out.h5", path=p)
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{what} exists already and was left untouched", fix="choose another -o or pass --overwrite", path=p)
     if not p.parent.exists():
