@@ -93,6 +93,31 @@ def _calibration_summary(cal, notes) -> dict:
                 fps=cal.fps, notes=list(notes) + [f"warning: {x}" for x in cal.warnings])
 
 
+def _check_linking_options(search_range_px, memory, min_track_length) -> None:
+    """Refuse linking and track-length options that cannot give a size distribution.
+
+    Raises
+    ------
+    CalibrationError
+        ``search_range_px`` not a finite number ≥ 1 px, ``memory`` not an integer ≥ 0, or
+        ``min_track_length`` not an integer ≥ 2 one-frame steps (the CVE needs two steps).
+    """
+    if search_range_px is not None:
+        try:
+            r = float(search_range_px)
+        except (TypeError, ValueError):
+            r = float("nan")
+        if not (np.isfinite(r) and r >= 1.0):
+            raise CalibrationError(f"search range {search_range_px!r} px must be a finite number of at least 1 px",
+                                   fix="give --search-range in px (e.g. 10), or leave it out to have it set from physics")
+    if memory is not None and (int(memory) != memory or memory < 0):
+        raise CalibrationError(f"memory {memory!r} must be a whole number of frames ≥ 0",
+                               fix="give --memory 0 or more (default 3)")
+    if min_track_length is not None and (int(min_track_length) != min_track_length or min_track_length < 2):
+        raise CalibrationError(f"minimum track length {min_track_length!r} must be a whole number of at least 2 one-frame steps",
+                               fix="give --min-track-length 2 or more (default 13)")
+
+
 def _versions() -> dict:
     import h5py
     import numba
@@ -444,6 +469,7 @@ def process(
         if protein_ug_ml is not None and not (np.isfinite(protein_ug_ml) and protein_ug_ml > 0):
             raise CalibrationError(f"protein concentration {protein_ug_ml!r} µg/mL must be positive", fix="give --protein in µg/mL")
         sample_name = sample or (Path(str(input_path)).stem if str(input_path) else "sample")
+        _check_linking_options(search_range_px, memory, min_track_length)
         min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
         smallest = lo if smallest_diameter_nm is None else float(smallest_diameter_nm)
         smallest = max(smallest, 10.0)
@@ -722,6 +748,7 @@ def process_tracks(
         cal = make_calibration(**{"input_name": str(where), **dict(calibration)})
     for w_ in cal.warnings:
         say(f"warning: {w_}")
+    _check_linking_options(None, None, min_track_length)
     min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
     notes = []
     frames = np.arange(tracks["frame"].min(), tracks["frame"].max() + 1)

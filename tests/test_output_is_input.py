@@ -49,3 +49,16 @@ def test_process_with_overwrite_onto_its_own_input_is_refused_and_the_input_kept
     assert "input" in p.stderr and "victim.avi" in p.stderr
     assert "Traceback" not in p.stderr
     assert _sha(v) == before
+
+
+@pytest.mark.parametrize("extra", [["--search-range", "nan"], ["--search-range", "inf"], ["--search-range", "-5"],
+                                   ["--search-range", "0.5"], ["--memory", "-1"], ["--min-track-length", "0"],
+                                   ["--min-track-length", "1"]])
+def test_impossible_linking_options_are_refused_before_any_work(tmp_path, extra):
+    out = tmp_path / "out.h5"
+    p = subprocess.run([sys.executable, "-m", "nta.cli", "process", str(SAMPLE), "-o", str(out), "--pixel-size", "0.166",
+                        "--temperature", "22", "--no-progress", *extra], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    assert extra[0] in p.stderr  # the message names the flag to fix
+    assert not out.exists() and not any(tmp_path.iterdir())
