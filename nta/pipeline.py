@@ -483,7 +483,7 @@ def process(
         check_new_output(output_path, overwrite=overwrite, what="output",  # fail fast, before any work
                          inputs=[input_path] if isinstance(input_path, (str, Path)) else [])
         # ---- pass 1: background from frames sampled through the video ------------------
-        n_known = src.n_frames
+        n_known = n_header = src.n_frames  # the container's announced count (a reader may update src.n_frames)
         stop = max_frames if max_frames is not None else None
         if n_known is not None and stop is not None:
             n_known = min(n_known, stop)
@@ -550,7 +550,7 @@ def process(
             bar = _Progress(progress, n_known, "locate")
             writer = _WriteBehind(w) if _WRITE_BEHIND else None
             try:
-                for first, chunk in _prefetch(src.chunks(chunk_size, stop=n_known)):
+                for first, chunk in _prefetch(src.chunks(chunk_size, stop=stop)):
                     # background subtraction fused into the locator (no float32 copy of the chunk)
                     f = locate_frames(chunk, first, diameter=diameter, minmass=mm, locator=locator,
                                       background=bg, invert=invert)
@@ -583,6 +583,10 @@ def process(
                 fp = _Background(file_fingerprint, input_path)
             notes = [f"warning: {contrast_note}"] if contrast_note else []
             notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
+            if n_header is not None and n_frames > n_header:
+                notes.append(f"warning: the file's header announces {n_header} frames but {n_frames} were read; "
+                             "all were analysed (the header is wrong; the background was sampled from the first "
+                             f"{n_header})")
             # ---- link -----------------------------------------------------------------
             _check_stop()
             w.set_status("running: linking")
