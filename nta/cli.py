@@ -48,6 +48,9 @@ def format_summary(s: dict) -> str:
         lines.append(f"frames        {s['n_frames']}   particles/frame {_fmt(s.get('particles_per_frame'))}   "
                      f"drift {_fmt((s.get('drift_px_per_frame') or [float('nan')])[0], 2)}, "
                      f"{_fmt((s.get('drift_px_per_frame') or [0, float('nan')])[1], 2)} px/frame")
+    if s.get("search_range_px") is not None:
+        src = s.get("search_range_source")
+        lines.append(f"link radius   {_fmt(s.get('search_range_px'))} px" + (f"  ({src})" if src else ""))
     lines.append(f"mean          {_fmt(s.get('mean_nm'))} nm{_ci(s.get('mean_nm_ci95'))}")
     lines.append(f"mode          {_fmt(s.get('mode_nm'))} nm{_ci(s.get('mode_nm_ci95'))}")
     lines.append(f"SD            {_fmt(s.get('sd_nm'))} nm")
@@ -446,13 +449,28 @@ def _qc(a) -> int:
     return 1 if res["verdict"] == "FAIL" else 0
 
 
+def _result_inputs(paths) -> list:
+    """The result files named by ``paths`` (files or folders), for the output check; a path
+    that holds none is passed on as itself (the command reports it properly later)."""
+    from .errors import NTAError
+    from .qc import find_results
+
+    out = []
+    for x in paths:
+        try:
+            out.extend(find_results(x))
+        except NTAError:
+            out.append(x)
+    return out
+
+
 def _report(a) -> int:
     from .qc import load_rules
     from .report import build_report
-
     from .store import check_new_output
 
-    check_new_output(a.output, overwrite=a.overwrite, what="report", inputs=list(a.results) + ([a.samples] if a.samples else []))
+    check_new_output(a.output, overwrite=a.overwrite, what="report", inside_input_folders=False,
+                     inputs=_result_inputs(a.results) + ([a.samples] if a.samples else []))
     r = build_report(a.results, a.output, samples_csv=a.samples, rules=load_rules(a.rules), detection_depth_um=a.detection_depth_um,
                      calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml, png_dir=a.png_dir)
     print(f"wrote {r['output']} ({r['figures']} figures, QC {r['verdict']})")
@@ -467,7 +485,8 @@ def _calibrate(a) -> int:
 
     from .store import check_new_output
 
-    check_new_output(a.output, overwrite=a.overwrite, what="calibration file", inputs=list(a.results))
+    check_new_output(a.output, overwrite=a.overwrite, what="calibration file", inside_input_folders=False,
+                     inputs=_result_inputs(a.results))
     files = [f for x in a.results for f in find_results(x)]
     cal = calibrate_depth(files, a.known_per_ml, dilution_factor=a.dilution_factor)
     write_calibration_file(cal, a.output)

@@ -626,6 +626,7 @@ def process(
                 tracks_total=int(len(per)),
                 drift_px_per_frame=[float(lr.drift_velocity[0]), float(lr.drift_velocity[1])],
                 search_range_px=float(search_range),
+                search_range_source=str(params["search_range_source"]),
                 diameter_px=int(diameter),
                 minmass=float(mm),
                 min_track_length_steps=int(min_len),

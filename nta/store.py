@@ -88,7 +88,7 @@ COLUMN_UNITS = {
 }
 
 
-def check_new_output(path, *, overwrite: bool = False, what: str = "output", inputs=()) -> Path:
+def check_new_output(path, *, overwrite: bool = False, what: str = "output", inputs=(), inside_input_folders: bool = True) -> Path:
     """Refuse an output path that would lose something.
 
     Parameters
@@ -100,8 +100,12 @@ def check_new_output(path, *, overwrite: bool = False, what: str = "output", inp
     what : str
         What is written, for the message (e.g. ``"report"``).
     inputs : iterable of str or os.PathLike
-        The files or folders being read: the output may be none of them and may not lie
-        inside an input folder (an image sequence), with or without ``overwrite``.
+        The files or folders being read: the output may be none of them and, with
+        ``inside_input_folders``, may not lie inside an input folder (an image sequence),
+        with or without ``overwrite``.
+    inside_input_folders : bool
+        Also refuse paths inside an input folder (True for image sequences; False where the
+        input folder holds results and a new file beside them is expected, e.g. a report).
 
     Returns
     -------
@@ -124,7 +128,7 @@ def check_new_output(path, *, overwrite: bool = False, what: str = "output", inp
             rq = Path(q).resolve()
         except (TypeError, OSError):
             continue
-        if rp == rq or (rq.is_dir() and rq in rp.parents):
+        if rp == rq or (inside_input_folders and rq.is_dir() and rq in rp.parents):
             where = "is the input" if rp == rq else f"lies inside the input folder {rq}"
             raise OutputError(f"{what} path {where}; writing it would destroy the recording",
                               fix="choose an -o outside the input, e.g. results/out.h5", path=p)

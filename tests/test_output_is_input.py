@@ -62,3 +62,18 @@ def test_impossible_linking_options_are_refused_before_any_work(tmp_path, extra)
     assert "Traceback" not in p.stderr
     assert extra[0] in p.stderr  # the message names the flag to fix
     assert not out.exists() and not any(tmp_path.iterdir())
+
+
+def test_summary_text_shows_the_linking_radius_and_its_source():
+    from nta.cli import format_summary
+
+    t = format_summary({"tracks_valid": 3, "search_range_px": 12.5, "search_range_source": "flag"})
+    assert "link radius   12.5 px  (flag)" in t
+
+
+def test_report_beside_results_is_fine_but_never_onto_a_result(tmp_path):
+    f = tmp_path / "a.h5"
+    f.write_bytes(b"x")
+    assert check_new_output(tmp_path / "report.html", inputs=[f, tmp_path], inside_input_folders=False)
+    with pytest.raises(OutputError, match="is the input"):
+        check_new_output(f, overwrite=True, inputs=[f, tmp_path], inside_input_folders=False)
