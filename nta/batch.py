@@ -72,6 +72,11 @@ VIDEO_COLUMNS = ("file", "result", "kind", "sample", "replicate", "status", "err
                  "mean_nm", "mode_nm", "sd_nm", "d10_nm", "d50_nm", "d90_nm", "window_fraction", "concentration_per_ml",
                  "qc_flags", "time_s")
 _OK = ("done", "skipped")
+#: Rows whose numbers enter the sample table: besides new and unchanged results, complete
+#: results kept because they were made with other parameters (their numbers are the ones on
+#: disk; the video table says which parameters differ). Without them a re-run with other
+#: parameters and no --overwrite rewrote the tables with every sample empty.
+_USED = _OK + ("exists with other parameters",)
 
 
 @dataclass
@@ -538,8 +543,9 @@ def sample_statistics(videos: pd.DataFrame, metrics=SAMPLE_METRICS) -> pd.DataFr
         ``<m>_mean``, ``<m>_sd`` (ddof = 1), ``<m>_se`` (SD/√n), ``<m>_ci95_low``,
         ``<m>_ci95_high`` (mean ± t₀.₉₇₅,ₙ₋₁ · SE, Student's t). Statistics of a metric use
         the videos where it is finite (a video with no valid track has no sizes); SD, SE
-        and CI need two. Rows not ``done``/``skipped`` and non-replicate rows (the
-        instrument's own ``Average`` column) are left out.
+        and CI need two. Rows not ``done``/``skipped``/``exists with other parameters``
+        (:data:`_USED`) and non-replicate rows (the instrument's own ``Average`` column)
+        are left out; ``n_failed`` counts the rows left out for failing.
     """
     from scipy import stats
 
@@ -547,8 +553,8 @@ def sample_statistics(videos: pd.DataFrame, metrics=SAMPLE_METRICS) -> pd.DataFr
     if videos.empty:
         return pd.DataFrame(columns=["sample", "kind", "n_videos", "n_failed"])
     for (sample, kind), g in videos.groupby(["sample", "kind"], sort=True, dropna=False):
-        ok = g[g["status"].isin(_OK) & g["replicate"].fillna(True).astype(bool)]
-        r = {"sample": sample, "kind": kind, "n_videos": int(len(ok)), "n_failed": int((~g["status"].isin(_OK)).sum())}
+        ok = g[g["status"].isin(_USED) & g["replicate"].fillna(True).astype(bool)]
+        r = {"sample": sample, "kind": kind, "n_videos": int(len(ok)), "n_failed": int((~g["status"].isin(_USED)).sum())}
         for m in metrics:
             x = pd.to_numeric(ok[m], errors="coerce").to_numpy(float) if m in ok else np.zeros(0)
             x = x[np.isfinite(x)]

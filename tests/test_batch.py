@@ -93,6 +93,8 @@ def test_batch_tables_and_restart_rules(folder, tmp_path):
     kept = r3["videos"]["status"] == "exists with other parameters"
     before = r["videos"].set_index("file").loc[r3["videos"].loc[kept, "file"], "d50_nm"].to_numpy()
     np.testing.assert_allclose(r3["videos"].loc[kept, "d50_nm"].to_numpy(float), before.astype(float))
+    # ... and in the sample table (which a refused re-run once rewrote with every sample empty)
+    pd.testing.assert_frame_equal(r3["samples"].reset_index(drop=True), r["samples"].reset_index(drop=True))
 
     # an incomplete result (killed run) is redone
     victim = res / "day2" / "exo_001.h5"
