@@ -500,6 +500,7 @@ def process(
         samples = [c for _, c in src.chunks(chunk_size, stop=n_known, step=step)]
         sample = np.concatenate(samples, axis=0)
         bg = background_model(sample)
+        n_bg = int(len(sample))  # the frames actually sampled (fewer than planned when the header overstates the length)
         probe = subtract_background(sample[np.linspace(0, len(sample) - 1, min(5, len(sample))).astype(int)], bg, invert=invert)
         diameter = int(diameter_px) if diameter_px is not None else estimate_spot_diameter(probe)
         if diameter % 2 == 0:
@@ -522,7 +523,7 @@ def process(
             "memory_frames": memory,
             "split_alpha": split_alpha,
             "min_track_length_steps": min_len,
-            "background": f"temporal median of {len(range(0, n_known, step))} frames (every {step}th)",
+            "background": f"temporal median of {n_bg} frames (one in every {step})",
             "chunk_size": chunk_size,
             "locator": locator,
             "max_frames": max_frames,
