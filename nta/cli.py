@@ -14,6 +14,7 @@ import math
 import shlex
 import signal
 import sys
+import warnings
 
 from . import __version__
 from .errors import NTAError
@@ -524,6 +525,9 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         pass
+    # the readers' TruncatedVideoWarning is for library callers; the command reports a short
+    # video once, in its own words, among the result's notes ("nta: warning: ...")
+    warnings.filterwarnings("ignore", message=r".*the container header announces .*the file may be truncated")
     handlers = {"process": _process, "summary": _summary, "simulate": _simulate, "batch": _batch, "import": _import, "compare": _compare, "qc": _qc, "report": _report, "calibrate": _calibrate, "export-csv": _export_csv}
     try:
         return handlers[a.command](a)

@@ -26,3 +26,16 @@ def test_header_announcing_too_few_frames_does_not_cut_the_analysis(tmp_path):
     s = process(v, tmp_path / "lie.h5", pixel_size_um=0.166, temperature_c=22.0, progress=False, n_boot=20)
     assert s["n_frames"] == 200
     assert any("announces 100 frames but 200 were read" in n for n in s["notes"])
+
+
+def test_header_announcing_too_many_frames_is_reported_once_in_nta_words(tmp_path):
+    import subprocess
+    import sys
+
+    v = tmp_path / "short.avi"
+    _announce(SAMPLE, v, 300)
+    p = subprocess.run([sys.executable, "-m", "nta.cli", "process", str(v), "-o", str(tmp_path / "s.h5"), "--pixel-size",
+                        "0.166", "--temperature", "22", "--no-progress"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "TruncatedVideoWarning" not in p.stderr and "warnings.warn" not in p.stderr
+    assert p.stderr.count("may be truncated") == 1
