@@ -125,6 +125,51 @@ def likelihood_matrix(loglik):
     return lik, scale
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _em_step(w, acc, new, tot, smoother, use_s):
+    """The end of one EM / EMS iteration, shared by :func:`em_weights` and
+    :func:`em_weights_factored`: w ← normalise(S (w ⊙ acc / tot)) (S only with ``use_s``),
+    ``acc`` and ``new`` (G,) used as scratch. Returns the largest change of a weight."""
+    g_n = w.shape[0]
+    for j in range(g_n):
+        new[j] = w[j] * acc[j] / tot
+    if use_s:
+        for i in range(g_n):
+            v = 0.0
+            for j in range(g_n):
+                v += smoother[i, j] * new[j]
+            acc[i] = v
+        for j in range(g_n):
+            new[j] = acc[j]
+    s = 0.0
+    for j in range(g_n):
+        s += new[j]
+    delta = 0.0
+    for j in range(g_n):
+        new[j] /= s
+        dd = abs(new[j] - w[j])
+        if dd > delta:
+            delta = dd
+        w[j] = new[j]
+    return delta
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _loglik(lik, track_w, w):
+    """Σ_k c_k log Σ_j p_kj w_j over the tracks with c_k ≠ 0 and a positive sum."""
+    ll = 0.0
+    for k in range(lik.shape[0]):
+        c = track_w[k]
+        if c == 0.0:
+            continue
+        den = 0.0
+        for j in range(lik.shape[1]):
+            den += lik[k, j] * w[j]
+        if den > 0.0:
+            ll += c * math.log(den)
+    return ll
+
+
 # fastmath limited to re-association and FMA contraction (no NaN/Inf assumptions): lets LLVM
 # vectorise the Σ_j p_kj w_j reductions (about 3× faster; the bootstrap runs hundreds of these
 # fits); results differ from strict left-to-right summation only by rounding (~1e-15 relative).
@@ -159,13 +204,8 @@ def em_weights(lik, track_w, w0, smoother, max_iter, tol):
         Σ_k c_k log Σ_j p_kj w_j at the returned weights (row scales excluded).
     """
     k_n, g_n = lik.shape
-    w = w0.copy()
-    s = w.sum()
-    for j in range(g_n):
-        w[j] /= s
-    tot = 0.0
-    for k in range(k_n):
-        tot += track_w[k]
+    w = w0 / w0.sum()
+    tot = track_w.sum()
     acc = np.empty(g_n, np.float64)
     new = np.empty(g_n, np.float64)
     use_s = smoother.shape[0] == g_n
@@ -186,39 +226,9 @@ def em_weights(lik, track_w, w0, smoother, max_iter, tol):
             f = c / den
             for j in range(g_n):
                 acc[j] += lik[k, j] * f
-        for j in range(g_n):
-            new[j] = w[j] * acc[j] / tot
-        if use_s:
-            for i in range(g_n):
-                v = 0.0
-                for j in range(g_n):
-                    v += smoother[i, j] * new[j]
-                acc[i] = v
-            for j in range(g_n):
-                new[j] = acc[j]
-        s = 0.0
-        for j in range(g_n):
-            s += new[j]
-        delta = 0.0
-        for j in range(g_n):
-            new[j] /= s
-            dd = abs(new[j] - w[j])
-            if dd > delta:
-                delta = dd
-            w[j] = new[j]
-        if delta < tol:
+        if _em_step(w, acc, new, tot, smoother, use_s) < tol:
             break
-    ll = 0.0
-    for k in range(k_n):
-        c = track_w[k]
-        if c == 0.0:
-            continue
-        den = 0.0
-        for j in range(g_n):
-            den += lik[k, j] * w[j]
-        if den > 0.0:
-            ll += c * math.log(den)
-    return w, it, ll
+    return w, it, _loglik(lik, track_w, w)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -258,13 +268,8 @@ def em_weights_factored(lf, mf, lik, track_w, w0, smoother, max_iter, tol):
     """
     k_n, r_n = lf.shape
     g_n = mf.shape[1]
-    w = w0.copy()
-    s = w.sum()
-    for j in range(g_n):
-        w[j] /= s
-    tot = 0.0
-    for k in range(k_n):
-        tot += track_w[k]
+    w = w0 / w0.sum()
+    tot = track_w.sum()
     u = np.empty(r_n, np.float64)
     accr = np.empty(r_n, np.float64)
     acc = np.empty(g_n, np.float64)
@@ -297,36 +302,6 @@ def em_weights_factored(lf, mf, lik, track_w, w0, smoother, max_iter, tol):
             a = accr[i]
             for j in range(g_n):
                 acc[j] += mf[i, j] * a
-        for j in range(g_n):
-            new[j] = w[j] * acc[j] / tot
-        if use_s:
-            for i in range(g_n):
-                v = 0.0
-                for j in range(g_n):
-                    v += smoother[i, j] * new[j]
-                acc[i] = v
-            for j in range(g_n):
-                new[j] = acc[j]
-        s = 0.0
-        for j in range(g_n):
-            s += new[j]
-        delta = 0.0
-        for j in range(g_n):
-            new[j] /= s
-            dd = abs(new[j] - w[j])
-            if dd > delta:
-                delta = dd
-            w[j] = new[j]
-        if delta < tol:
+        if _em_step(w, acc, new, tot, smoother, use_s) < tol:
             break
-    ll = 0.0
-    for k in range(k_n):
-        c = track_w[k]
-        if c == 0.0:
-            continue
-        den = 0.0
-        for j in range(g_n):
-            den += lik[k, j] * w[j]
-        if den > 0.0:
-            ll += c * math.log(den)
-    return w, it, ll
+    return w, it, _loglik(lik, track_w, w)
