@@ -138,7 +138,7 @@ def test_truncated_avi_error_names_frame_and_the_flag_that_works(small, tmp_path
     r = _nta("process", cut, "-o", out, *CAL, "--no-progress")
     assert r.returncode == 2
     line = _one_line_error(r.stderr, str(cut), "truncated", "--max-frames")
-    k = int(line.split("--max-frames ")[1].split()[0])
+    k = int(__import__("re").search(r"--max-frames (\d+)", line).group(1))
     assert 0 < k < 60
     assert not out.exists()
     # the suggested fix works: the frames before the damage give a complete result

@@ -559,7 +559,7 @@ class VideoSource(FrameSource):
                 "the file may be truncated or damaged",
                 path=self.path,
                 fix=f"use a complete copy of the file, or analyse only the frames before the damage "
-                    f"with --max-frames {i} (stop={i})",
+                    f"with --max-frames {i}",
             ) from None
 
     @staticmethod
@@ -1033,7 +1033,8 @@ class TiffSource(FrameSource):
         except Exception as e:
             raise InputError(f"reading frame {index} failed ({e.__class__.__name__}: {e}); "
                              "the file may be truncated or damaged", path=self.path,
-                             fix="use a complete copy of the file") from None
+                             fix="use a complete copy of the file, or analyse only the frames before the damage "
+                                 "with --max-frames N") from None
 
     def _read_indices(self, indices):
         """Whole slices from a memory map where a chunk lies inside one 2-D-frame part."""
