@@ -564,6 +564,35 @@ REFINE_FLOAT = 1  # the same centroid iteration on the float band-passed image b
 REFINE_GAUSS = 2  # Gaussian-weighted centroid on bp, the weight re-centred sub-pixel until converged
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _centroid_move(cnY, cnX, r, coordY, coordX, ub_y, ub_x, shift):
+    """One step of trackpy's centroid iteration, shared by both refinements.
+
+    ``cnY, cnX`` is the centroid in mask coordinates (centre at ``r``) of the mask at
+    integer position ``coordY, coordX``. Returns the centroid in image coordinates, whether
+    it lies within ``shift`` (0.6 px) of the mask centre on both axes (converged), and the
+    mask position moved by one pixel along each axis whose offset exceeds ``shift``,
+    clamped to ``[r, ub_y]`` × ``[r, ub_x]`` (px).
+    """
+    cm_iY = cnY - r + coordY
+    cm_iX = cnX - r + coordX
+    ocY = cnY - r
+    ocX = cnX - r
+    if abs(ocY) < shift and abs(ocX) < shift:
+        return cm_iY, cm_iX, True, coordY, coordX
+    if ocY > shift:
+        coordY += 1
+    elif ocY < -shift:
+        coordY -= 1
+    if ocX > shift:
+        coordX += 1
+    elif ocX < -shift:
+        coordX -= 1
+    coordY = min(max(coordY, r), ub_y)
+    coordX = min(max(coordX, r), ub_x)
+    return cm_iY, cm_iX, False, coordY, coordX
+
+
 @numba.njit(cache=True, nogil=True)
 def _refine_float(bp, coordY, coordX, r, row_lo, row_hi, max_iterations):
     """trackpy's centroid iteration (circular mask, moves by whole pixels), on float ``bp``."""
@@ -592,22 +621,9 @@ def _refine_float(bp, coordY, coordX, r, row_lo, row_hi, max_iterations):
         else:
             cnY = float(r)
             cnX = float(r)
-        cm_iY = cnY - r + coordY
-        cm_iX = cnX - r + coordX
-        ocY = cnY - r
-        ocX = cnX - r
-        if abs(ocY) < shift and abs(ocX) < shift:
+        cm_iY, cm_iX, done, coordY, coordX = _centroid_move(cnY, cnX, r, coordY, coordX, H - r - 1, W - r - 1, shift)
+        if done:
             break
-        if ocY > shift:
-            coordY += 1
-        elif ocY < -shift:
-            coordY -= 1
-        if ocX > shift:
-            coordX += 1
-        elif ocX < -shift:
-            coordX -= 1
-        coordY = min(max(coordY, r), H - r - 1)
-        coordX = min(max(coordX, r), W - r - 1)
     return cm_iY, cm_iX
 
 
@@ -774,28 +790,9 @@ def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margi
             else:
                 cnY = float(r)
                 cnX = float(r)
-            cm_iY = cnY - r + coordY
-            cm_iX = cnX - r + coordX
-            ocY = cnY - r
-            ocX = cnX - r
-            if abs(ocY) < shift and abs(ocX) < shift:
+            cm_iY, cm_iX, done, coordY, coordX = _centroid_move(cnY, cnX, r, coordY, coordX, ub_y, ub_x, shift)
+            if done:
                 break
-            if ocY > shift:
-                coordY += 1
-            elif ocY < -shift:
-                coordY -= 1
-            if ocX > shift:
-                coordX += 1
-            elif ocX < -shift:
-                coordX -= 1
-            if coordY < r:
-                coordY = r
-            if coordX < r:
-                coordX = r
-            if coordY > ub_y:
-                coordY = ub_y
-            if coordX > ub_x:
-                coordX = ub_x
         mass_ = float(imass)
         res[f, 0] = cm_iY
         res[f, 1] = cm_iX
