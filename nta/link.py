@@ -30,6 +30,7 @@ __all__ = [
     "search_radius_px",
     "estimate_drift_from_features",
     "link_features",
+    "StreamLinker",
     "LinkResult",
     "DEFAULT_MEMORY",
     "DEFAULT_SPLIT_ALPHA",
@@ -172,50 +173,71 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
     frames = np.sort(features["frame"].unique())
     if frames.size < 2:
         return pd.DataFrame({"dx_px": [0.0] * frames.size, "dy_px": [0.0] * frames.size}, index=pd.Index(frames, name="frame"))
-    # per-frame (x, y) arrays, rows in their original order within a frame (as groupby gives),
-    # by one stable sort and split instead of a pandas group per frame
-    fr = features["frame"].to_numpy()
-    order = np.argsort(fr, kind="stable")
-    xy = features[["x", "y"]].to_numpy()[order]
-    keys, starts = np.unique(fr[order], return_index=True)
-    grouped = {int(k): part for k, part in zip(keys, np.split(xy, starts[1:]))}
-    R = float(max_displacement_px)
-    nb = int(math.ceil(2 * R / bin_px))
+    grouped = _frames_xy(features)
     centres, vels = [], []
     f0, f1 = int(frames[0]), int(frames[-1])
     for start in range(f0, f1, window_frames):
-        disp = []
-        for t in range(start, min(start + window_frames, f1)):
-            a, b = grouped.get(t), grouped.get(t + 1)
-            if a is None or b is None or len(a) == 0 or len(b) == 0:
-                continue
-            tb = cKDTree(b)
-            pairs = tb.query_ball_point(a, R)
-            n_per = np.fromiter((len(js) for js in pairs), dtype=np.intp, count=len(pairs))
-            if n_per.sum():
-                # all pairs of this frame at once, in the same order as one feature at a time
-                jj = np.concatenate([np.asarray(js, dtype=np.intp) for js in pairs if js])
-                disp.append(b[jj] - np.repeat(a, n_per, axis=0))
-        if not disp:
+        stop = min(start + window_frames, f1)
+        v = _window_velocity(grouped, start, stop, float(max_displacement_px), bin_px=bin_px, smooth_px=smooth_px,
+                             shift_radius_px=shift_radius_px)
+        if v is not None:
+            centres.append(start + 0.5 * (stop - start))
+            vels.append(v)
+    return _velocity_table(centres, vels, f0, f1)
+
+
+def _frames_xy(features: pd.DataFrame, columns=("x", "y")) -> dict:
+    """{frame: (n, 2) float64 array of ``columns``}, rows in their order within a frame, by
+    one stable sort and split instead of a pandas group per frame."""
+    fr = features["frame"].to_numpy()
+    order = np.argsort(fr, kind="stable")
+    xy = features[list(columns)].to_numpy()[order]
+    keys, starts = np.unique(fr[order], return_index=True)
+    return {int(k): part for k, part in zip(keys, np.split(xy, starts[1:]))}
+
+
+def _window_velocity(grouped: dict, start: int, stop: int, R: float, *, bin_px: float, smooth_px: float,
+                     shift_radius_px: float):
+    """Drift velocity (px/frame) of the window of frame pairs (t, t + 1), start ≤ t < stop:
+    the peak of the displacement histogram refined by mean shift
+    (:func:`estimate_drift_from_features`); None when the window holds no pair."""
+    nb = int(math.ceil(2 * R / bin_px))
+    disp = []
+    for t in range(start, stop):
+        a, b = grouped.get(t), grouped.get(t + 1)
+        if a is None or b is None or len(a) == 0 or len(b) == 0:
             continue
-        d = np.concatenate(disp)
-        H, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=nb, range=[[-R, R], [-R, R]])
-        H = ndimage.gaussian_filter(H, smooth_px / bin_px)
-        i, j = np.unravel_index(np.argmax(H), H.shape)
-        px, py = 0.5 * (xe[i] + xe[i + 1]), 0.5 * (ye[j] + ye[j + 1])
-        # mean shift in a disc: chance pairs are locally uniform, so their mean within a disc is
-        # the disc's centre and does not pull the estimate; true steps pull it to the drift
-        for _ in range(50):
-            near = np.hypot(d[:, 0] - px, d[:, 1] - py) < shift_radius_px
-            if near.sum() < 3:
-                break
-            nx, ny = d[near, 0].mean(), d[near, 1].mean()
-            done = abs(nx - px) + abs(ny - py) < 1e-3
-            px, py = nx, ny
-            if done:
-                break
-        centres.append(start + 0.5 * (min(start + window_frames, f1) - start))
-        vels.append((px, py))
+        tb = cKDTree(b)
+        pairs = tb.query_ball_point(a, R)
+        n_per = np.fromiter((len(js) for js in pairs), dtype=np.intp, count=len(pairs))
+        if n_per.sum():
+            # all pairs of this frame at once, in the same order as one feature at a time
+            jj = np.concatenate([np.asarray(js, dtype=np.intp) for js in pairs if js])
+            disp.append(b[jj] - np.repeat(a, n_per, axis=0))
+    if not disp:
+        return None
+    d = np.concatenate(disp)
+    H, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=nb, range=[[-R, R], [-R, R]])
+    H = ndimage.gaussian_filter(H, smooth_px / bin_px)
+    i, j = np.unravel_index(np.argmax(H), H.shape)
+    px, py = 0.5 * (xe[i] + xe[i + 1]), 0.5 * (ye[j] + ye[j + 1])
+    # mean shift in a disc: chance pairs are locally uniform, so their mean within a disc is
+    # the disc's centre and does not pull the estimate; true steps pull it to the drift
+    for _ in range(50):
+        near = np.hypot(d[:, 0] - px, d[:, 1] - py) < shift_radius_px
+        if near.sum() < 3:
+            break
+        nx, ny = d[near, 0].mean(), d[near, 1].mean()
+        done = abs(nx - px) + abs(ny - py) < 1e-3
+        px, py = nx, ny
+        if done:
+            break
+    return px, py
+
+
+def _velocity_table(centres, vels, f0: int, f1: int) -> pd.DataFrame:
+    """Per-frame drift velocity f0..f1 interpolated between window centres (held constant
+    beyond the first and last), as a DataFrame ``dx_px``, ``dy_px`` indexed by ``frame``."""
     allf = np.arange(f0, f1 + 1)
     if not vels:
         v = np.zeros((allf.size, 2))
@@ -258,8 +280,11 @@ class LinkResult:
 
 def _cumulative(vel: pd.DataFrame) -> pd.DataFrame:
     """Cumulative displacement at each frame from per-frame velocities (0 at the first frame)."""
-    c = vel.cumsum().shift(1, fill_value=0.0)
-    return c
+    v = vel[["dx_px", "dy_px"]].to_numpy(np.float64)
+    c = np.zeros_like(v)
+    if len(v) > 1:
+        c[1:] = np.cumsum(v[:-1], axis=0)  # sequential sums (as StreamLinker's, bit for bit)
+    return pd.DataFrame(c, index=vel.index, columns=["dx_px", "dy_px"])
 
 
 def split_implausible_steps(tracks: pd.DataFrame, *, alpha: float = DEFAULT_SPLIT_ALPHA, min_steps: int = SPLIT_MIN_STEPS,
@@ -491,11 +516,11 @@ def _trackpy_link(feats: pd.DataFrame, search_range_px: float, memory: int) -> t
 
     notes = []
     radius = float(search_range_px)
+    feats = feats.iloc[np.argsort(feats["frame"].to_numpy(), kind="stable")]
     tracks = None
     for _ in range(8):
         try:
-            tracks = tp.link(feats, radius, memory=memory, adaptive_stop=max(0.5, 0.2 * radius), adaptive_step=0.9,
-                             neighbor_strategy="KDTree")
+            tracks = _link_table(feats, radius, memory)
             break
         except tp.SubnetOversizeException:
             radius *= 0.7
@@ -506,15 +531,54 @@ def _trackpy_link(feats: pd.DataFrame, search_range_px: float, memory: int) -> t
     elif radius < search_range_px:
         notes.append(f"dense field: trackpy's subnetworks were too large at a {search_range_px:.1f}-px search radius; "
                      f"linked with {radius:.1f} px and adaptive search (fast small particles may be cut into short tracks)")
-    tracks = tracks.reset_index(drop=True)
-    # trackpy numbers new tracks in the iteration order of a set of its point objects
-    # (hashed by address), so the same links get other labels from run to run; relabel by
-    # first appearance in the frame-ordered table so a result is reproducible
+    return _relabel(tracks.reset_index(drop=True)), radius, notes
+
+
+def _link_kwargs(radius: float, memory: int) -> dict:
+    """trackpy.link_iter options of every nta linking pass (adaptive search, KDTree)."""
+    return dict(memory=int(memory), adaptive_stop=max(0.5, 0.2 * float(radius)), adaptive_step=0.9,
+                neighbor_strategy="KDTree")
+
+
+def _frame_coords(feats: pd.DataFrame):
+    """(t, (n, 2) [y, x] array) for every frame from the first to the last with features
+    (empty arrays between), as :func:`trackpy.link` feeds :func:`trackpy.link_iter`;
+    ``feats`` sorted by frame."""
+    fr = feats["frame"].to_numpy(np.int64)
+    pos = feats[["y", "x"]].to_numpy(np.float64)
+    keys, starts = np.unique(fr, return_index=True)
+    parts = dict(zip(keys.tolist(), np.split(pos, starts[1:])))
+    empty = np.empty((0, 2))
+    for t in range(int(keys[0]), int(keys[-1]) + 1):
+        yield t, parts.get(t, empty)
+
+
+def _link_table(feats: pd.DataFrame, radius: float, memory: int) -> pd.DataFrame:
+    """``feats`` (sorted by frame, not empty) with a ``particle`` column from
+    :func:`trackpy.link_iter`: what :func:`trackpy.link` does, with the frame order kept
+    stable, so that :class:`StreamLinker` (the same calls, fed while locating) gives the
+    same table."""
+    import trackpy as tp
+
+    ids = []
+    for _, labels in tp.link_iter(_frame_coords(feats), float(radius), **_link_kwargs(radius, memory)):
+        ids.extend(labels)
+    out = feats.copy()
+    out["particle"] = np.asarray(ids, dtype=np.int64)
+    return out
+
+
+def _relabel(tracks: pd.DataFrame) -> pd.DataFrame:
+    """Track labels numbered by first appearance in the frame-ordered table.
+
+    trackpy numbers new tracks in the iteration order of a set of its point objects
+    (hashed by address), so the same links get other labels from run to run; relabelled,
+    a result is reproducible."""
     order = np.argsort(tracks["frame"].to_numpy(), kind="stable")
     codes = np.empty(len(tracks), np.int64)
     codes[order] = pd.factorize(tracks["particle"].to_numpy()[order])[0]
     tracks["particle"] = codes
-    return tracks, radius, notes
+    return tracks
 
 
 def _remove_residual_drift(tracks: pd.DataFrame, cum: pd.DataFrame, smoothing: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -617,10 +681,7 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
     info = None
     if adaptive_radius:
         r2, info = data_search_radius_px(tracks, max_radius_px=used, min_steps=min_track_length)
-        info["first_pass_px"] = float(used)
-        info["first_pass_frames"] = int(first_frames)
-        if first_frames < n_frames_all:
-            info["reason"] += f" (first pass on the first {first_frames} of {n_frames_all} frames)"
+        _first_pass_note(info, first_frames, n_frames_all, used)
         if r2 < used or first_frames < n_frames_all:
             del tracks, first  # the first pass's tables are not needed again: free them before relinking
         if r2 < used:
@@ -631,6 +692,12 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
         elif first_frames < n_frames_all:  # the first pass saw a prefix: link everything with its radius
             tracks, used, notes = _trackpy_link(feats, final, memory)
             tracks, total = _remove_residual_drift(tracks, cum, drift_smoothing)
+    return _link_result(tracks, total, final, notes, info, split_alpha)
+
+
+def _link_result(tracks, total, final, notes, info, split_alpha) -> LinkResult:
+    """The last step of :func:`link_features` (and :class:`StreamLinker`): mean drift
+    velocity, cuts at implausible steps, the :class:`LinkResult`."""
     steps = total.diff().dropna()
     v = (float(steps["dx_px"].mean()), float(steps["dy_px"].mean())) if len(steps) else (0.0, 0.0)
     tracks, n_cuts = split_implausible_steps(tracks, alpha=split_alpha)
@@ -640,3 +707,335 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
     res = LinkResult(tracks, total, final, notes, v)
     res.radius_info = info
     return res
+
+
+def _first_pass_note(info: dict, first_frames: int, n_frames_all: int, used: float) -> None:
+    info["first_pass_px"] = float(used)
+    info["first_pass_frames"] = int(first_frames)
+    if first_frames < n_frames_all:
+        info["reason"] += f" (first pass on the first {first_frames} of {n_frames_all} frames)"
+
+
+class _Cancelled(Exception):
+    """The run stopped: the linking thread ends without a result."""
+
+
+class _Fallback(Exception):
+    """Streaming linking gave up (an oversize subnetwork, too few frames): link in one batch."""
+
+
+class StreamLinker:
+    """:func:`link_features`, fed chunk by chunk while locating goes on.
+
+    Linking (trackpy, Python) used to start after the last frame was located; here it runs
+    in a background thread beside the locator (whose numba threads release the GIL), on
+    each frame as soon as that frame's pre-link drift is final. The steps and their
+    results are those of :func:`link_features`, bit for bit (``tests/test_link_stream.py``):
+
+    1. The drift windows of :func:`estimate_drift_from_features` are computed as their
+       frames arrive (a window of frame pairs needs its last frame located); a frame's
+       velocity is final once the window centres around it are, and its cumulative
+       drift once every earlier frame's velocity is.
+    2. Each linking pass is one :func:`trackpy.link_iter` fed frame by frame (the calls
+       :func:`trackpy.link` makes). With ``adaptive_radius`` the measuring pass stops at
+       the prefix :func:`link_features` would use (decided as the feature counts arrive),
+       the radius is measured, and the final pass runs from the first frame again,
+       following the locator.
+    3. :meth:`finish` joins the thread and builds the tracks table, the residual drift
+       and the cuts in the caller's thread.
+
+    Should trackpy meet a subnetwork too large even with adaptive search, or the video
+    hold fewer than two frames with features, :meth:`finish` links the whole table with
+    :func:`link_features` (which then reduces the radius), so the result never depends
+    on streaming.
+
+    Parameters
+    ----------
+    search_range_px, memory, max_drift_px, drift_smoothing, split_alpha, adaptive_radius, min_track_length
+        As :func:`link_features` (px, frames, px/frame, frames, level, bool, steps).
+
+    Examples
+    --------
+    >>> sl = StreamLinker(search_range_px=10.0)  # doctest: +SKIP
+    >>> for first, chunk in chunks:  # doctest: +SKIP
+    ...     f = locate_frames(chunk, first, diameter=9, minmass=100.0)
+    ...     sl.add(f, first, len(chunk))
+    >>> result = sl.finish(pd.concat(all_f, ignore_index=True))  # doctest: +SKIP
+    """
+
+    _WINDOW = 25
+    _BIN_PX = 0.5
+    _SMOOTH_PX = 1.5
+
+    def __init__(self, *, search_range_px: float, memory: int = DEFAULT_MEMORY, max_drift_px: float = 10.0,
+                 drift_smoothing: int = 15, split_alpha: float = 0.0, adaptive_radius: bool = False,
+                 min_track_length: int = 13):
+        import queue
+        import threading
+
+        self.search_range_px = float(search_range_px)
+        self.memory = int(memory)
+        self.drift_smoothing = int(drift_smoothing)
+        self.split_alpha = float(split_alpha)
+        self.adaptive_radius = bool(adaptive_radius)
+        self.min_track_length = int(min_track_length)
+        self.max_drift_px = float(max_drift_px)
+        self._R = float(max_drift_px) + self.search_range_px
+        self._shift = max(4.0, 0.35 * self._R)
+        self._q = queue.Queue()
+        self._xy = {}  # frame -> (n, 2) float64 [x, y] as located (frames with features only)
+        self._index = {}  # frame -> its index among the frames with features
+        self._cumcount = 0  # features so far
+        self._k = None  # first-pass prefix length (frames with features), once known
+        self._located = None  # last frame located
+        self._last_feat = None  # last frame with features so far
+        self._f0 = None
+        self._ended = False
+        self._cancelled = False
+        # drift: windows computed in order from f0 (start, velocity or None)
+        self._wins = []
+        self._cum = []  # cumulative drift (x, y) of frames f0, f0 + 1, ... (final values only)
+        self._cum_last = np.zeros((1, 2))
+        self._v_done = None  # velocity final (and summed into _cum) for frames < _v_done
+        self._out = {}
+        self._thread = threading.Thread(target=self._run, name="nta-link", daemon=True)
+        self._thread.start()
+
+    # ---- caller's side ---------------------------------------------------------------
+    def add(self, features: pd.DataFrame, first_frame: int, n_frames: int) -> None:
+        """Hand over the features of frames ``first_frame`` .. ``first_frame + n_frames - 1``
+        (all of them located, in order; a chunk may hold no feature)."""
+        fr = features["frame"].to_numpy(np.int64)
+        xy = features[["x", "y"]].to_numpy(np.float64)
+        self._q.put(("chunk", fr, xy, int(first_frame), int(n_frames)))
+
+    def cancel(self) -> None:
+        """Stop the thread (the run is ending without linking); returns at once."""
+        self._cancelled = True
+        self._q.put(("cancel",))
+
+    def finish(self, features: pd.DataFrame) -> LinkResult:
+        """All frames are in: wait for the linking thread and return what
+        :func:`link_features` returns for ``features`` (the concatenated chunks).
+
+        Raises
+        ------
+        Exception
+            Whatever the linking thread raised (other than the fallbacks above).
+        """
+        self._q.put(("end",))
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        if "fallback" in self._out:
+            log.info("streaming linking fell back to one batch: %s", self._out["fallback"])
+            return link_features(features, search_range_px=self.search_range_px, memory=self.memory,
+                                 max_drift_px=self.max_drift_px, drift_smoothing=self.drift_smoothing,
+                                 split_alpha=self.split_alpha, adaptive_radius=self.adaptive_radius,
+                                 min_track_length=self.min_track_length)
+        o = self._out
+        feats = features.reset_index(drop=True)
+        feats = feats.iloc[np.argsort(feats["frame"].to_numpy(), kind="stable")].reset_index(drop=True).copy()
+        if len(feats) != len(o["ids"]):
+            raise RuntimeError(f"streaming linker saw {len(o['ids'])} features, the table holds {len(feats)}")
+        cum = o["cum"]
+        feats["x_raw"] = feats["x"]
+        feats["y_raw"] = feats["y"]
+        off = cum.reindex(feats["frame"].to_numpy()).to_numpy()
+        feats["x"] = feats["x_raw"] - off[:, 0]
+        feats["y"] = feats["y_raw"] - off[:, 1]
+        feats["particle"] = o["ids"]
+        tracks = _relabel(feats)
+        tracks, total = _remove_residual_drift(tracks, cum, self.drift_smoothing)
+        return _link_result(tracks, total, o["final"], [], o["info"], self.split_alpha)
+
+    # ---- linking thread ----------------------------------------------------------------
+    def _run(self):
+        try:
+            import trackpy as tp
+
+            from ._jitcache import cache_trackpy_jit
+
+            tp.quiet()
+            cache_trackpy_jit()
+            self._link()
+        except _Cancelled:
+            pass
+        except _Fallback as e:
+            self._out["fallback"] = str(e)
+        except BaseException as e:  # noqa: BLE001 - handed to finish()
+            import trackpy as tp
+
+            if isinstance(e, tp.SubnetOversizeException):
+                self._out["fallback"] = "subnetwork too large"
+            else:
+                self._out["error"] = e
+
+    def _pull(self):
+        """Take one item from the caller; update the drift state."""
+        item = self._q.get()
+        if self._cancelled or item[0] == "cancel":
+            self._cancelled = True
+            raise _Cancelled()
+        if item[0] == "end":
+            self._ended = True
+            self._end_drift()
+            return
+        _, fr, xy, first, n = item
+        if fr.size:
+            keys, starts = np.unique(fr, return_index=True)
+            if np.any(np.diff(fr) < 0) or (self._last_feat is not None and keys[0] <= self._last_feat):
+                raise _Fallback("features not in frame order")
+            for k, part in zip(keys.tolist(), np.split(xy, starts[1:])):
+                if self._f0 is None:
+                    self._f0 = k
+                    self._v_done = k
+                self._xy[k] = part
+                i = len(self._index)
+                self._index[k] = i
+                self._cumcount += len(part)
+                if self._k is None and self._cumcount > FIRST_PASS_MAX_FEATURES:
+                    self._k = max(i, FIRST_PASS_MIN_FRAMES)
+                self._last_feat = k
+        self._located = first + n - 1
+        self._advance_drift()
+
+    def _window(self, start, stop):
+        return _window_velocity(self._xy, start, stop, self._R, bin_px=self._BIN_PX, smooth_px=self._SMOOTH_PX,
+                                shift_radius_px=self._shift)
+
+    def _advance_drift(self):
+        """Compute the windows whose frames are all located; extend the final cumulative drift."""
+        if self._f0 is None:
+            return
+        W = self._WINDOW
+        while True:
+            start = self._f0 + W * len(self._wins)
+            if start + W > self._located:
+                break
+            self._wins.append((start, self._window(start, start + W)))
+        # centres final: windows ending at or before the last frame with features seen
+        cs, vs = [], []
+        for start, v in self._wins:
+            if start + W > self._last_feat:
+                break
+            if v is not None:
+                cs.append(start + 0.5 * W)
+                vs.append(v)
+        if cs:
+            self._extend_cum(cs, vs, int(math.floor(cs[-1])))
+
+    def _extend_cum(self, cs, vs, through):
+        """Velocities of frames _v_done .. through are final: add them to the cumulative drift."""
+        if through < self._v_done:
+            return
+        t = np.arange(self._v_done, through + 1)
+        c = np.asarray(cs)
+        vv = np.asarray(vs)
+        v = np.column_stack([np.interp(t, c, vv[:, 0]), np.interp(t, c, vv[:, 1])])
+        block = np.cumsum(np.vstack([self._cum_last, v]), axis=0)  # sequential, as _cumulative
+        self._cum.extend(block[:-1])
+        self._cum_last = block[-1:]
+        self._v_done = through + 1
+
+    def _end_drift(self):
+        """The last frame is in: the remaining windows and the last (possibly short) one."""
+        if self._f0 is None or self._last_feat == self._f0:
+            raise _Fallback("fewer than two frames with features")
+        f0, f1, W = self._f0, self._last_feat, self._WINDOW
+        wins = [(s, v) for s, v in self._wins if s < f1]
+        for start in range(f0 + W * len(wins), f1, W):
+            wins.append((start, self._window(start, min(start + W, f1))))
+        cs, vs = [], []
+        for start, v in wins:
+            if v is not None:
+                cs.append(start + 0.5 * (min(start + W, f1) - start))
+                vs.append(v)
+        self._wins = wins
+        if not cs:
+            cs, vs = [0.0], [(0.0, 0.0)]  # no pair anywhere: no drift (as _velocity_table)
+        # frames up to f1 - 1 carry a velocity into the sum; frame f1's own is not needed
+        self._extend_cum(cs, vs, f1)
+
+    def _coords(self, stop_at_prefix: bool):
+        """(t, [y, x] drift-corrected) for frames f0 .. f1 as they become final."""
+        while self._f0 is None:
+            if self._ended:
+                return
+            self._pull()
+        t = self._f0
+        empty = np.empty((0, 2))
+        while True:
+            while t >= self._f0 + len(self._cum) and not self._ended:
+                self._pull()
+            if t > self._last_feat and self._ended:
+                return
+            if t >= self._f0 + len(self._cum):
+                return
+            if stop_at_prefix and self._k is not None and self._index.get(t, -1) >= self._k:
+                self._prefix_stop = True
+                return
+            xy = self._xy.get(t)
+            if xy is None:
+                yield t, empty
+            else:
+                cx, cy = self._cum[t - self._f0]
+                yield t, np.column_stack([xy[:, 1] - cy, xy[:, 0] - cx])
+            t += 1
+
+    def _pass(self, radius, stop_at_prefix=False):
+        """One linking pass; returns the labels of the features it saw, in frame order."""
+        import trackpy as tp
+
+        ids = []
+        self._prefix_stop = False
+        for _, labels in tp.link_iter(self._coords(stop_at_prefix), float(radius), **_link_kwargs(radius, self.memory)):
+            ids.extend(labels)
+            if self._cancelled:
+                raise _Cancelled()
+        return np.asarray(ids, dtype=np.int64)
+
+    def _cum_frame(self, upto=None):
+        n = len(self._cum) if upto is None else upto - self._f0 + 1
+        arr = np.asarray(self._cum[:n]).reshape(-1, 2)
+        return pd.DataFrame(arr, index=pd.Index(np.arange(self._f0, self._f0 + n), name="frame"),
+                            columns=["dx_px", "dy_px"])
+
+    def _link(self):
+        while self._f0 is None and not self._ended:
+            self._pull()
+        if self._f0 is None:
+            raise _Fallback("no features")
+        used = self.search_range_px
+        ids = self._pass(used, stop_at_prefix=self.adaptive_radius)
+        info = None
+        final = used
+        if self.adaptive_radius:
+            prefix = self._prefix_stop
+            n1 = ids.size
+            frames1 = sorted(self._index)[: len(self._index) if not prefix else self._k]
+            if not prefix:
+                while not self._ended:
+                    self._pull()
+            last1 = frames1[-1]
+            fr = np.repeat(np.asarray(frames1, np.int64), [len(self._xy[f]) for f in frames1])
+            if fr.size != n1:
+                raise RuntimeError(f"first pass labelled {n1} features of {fr.size}")
+            xy = np.concatenate([self._xy[f] for f in frames1])
+            cum = self._cum_frame(last1)
+            off = cum.reindex(fr).to_numpy()
+            t1 = pd.DataFrame({"frame": fr, "x": xy[:, 0] - off[:, 0], "y": xy[:, 1] - off[:, 1], "particle": ids})
+            t1, _ = _remove_residual_drift(_relabel(t1), cum, self.drift_smoothing)
+            r2, info = data_search_radius_px(t1, max_radius_px=used, min_steps=self.min_track_length)
+            del t1
+            if r2 < used:
+                final = r2
+                ids = self._pass(r2)
+            elif prefix:
+                ids = self._pass(final)
+            while not self._ended:
+                self._pull()
+            _first_pass_note(info, len(frames1), len(self._index), used)
+        while not self._ended:
+            self._pull()
+        self._out.update(ids=ids, cum=self._cum_frame(self._last_feat), final=final, info=info)

@@ -19,7 +19,7 @@ from .calibration import make_calibration
 from .distribution import DEFAULT_WINDOW_NM, size_distribution
 from .errors import CalibrationError, InputError
 from .io import open_frames
-from .link import DEFAULT_MEMORY, link_features, search_radius_px
+from .link import DEFAULT_MEMORY, StreamLinker, search_radius_px
 from .locate import (
     background_model,
     estimate_minmass,
@@ -119,20 +119,25 @@ def _check_linking_options(search_range_px, memory, min_track_length) -> None:
 
 
 def _versions() -> dict:
-    import h5py
-    import numba
-    import scipy
-    import trackpy
+    """Versions of nta and the libraries it ran on, from the installed packages' metadata
+    (importing trackpy and scipy.stats only for their ``__version__`` took 0.6 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
 
     return {
         "nta": __version__,
         "python": sys.version.split()[0],
         "numpy": np.__version__,
-        "scipy": scipy.__version__,
+        "scipy": v("scipy"),
         "pandas": pd.__version__,
-        "trackpy": trackpy.__version__,
-        "h5py": h5py.__version__,
-        "numba": numba.__version__,
+        "trackpy": v("trackpy"),
+        "h5py": v("h5py"),
+        "numba": v("numba"),
         "platform": platform.platform(),
     }
 
@@ -448,6 +453,7 @@ def process(
         raise CalibrationError(f"size window {lo:g}–{hi:g} nm is empty or negative", fix="give --window LOW HIGH with 0 ≤ LOW < HIGH (nm)")
     src = open_frames(input_path, fps=fps)
     fp = None  # background SHA-256 of the input (started once the output is opened)
+    linker = None  # linking thread (started with the locating)
     try:
         cal = make_calibration(
             pixel_size_um=pixel_size_um,
@@ -550,6 +556,12 @@ def process(
             n_frames = 0
             bar = _Progress(progress, n_known, "locate")
             writer = _WriteBehind(w) if _WRITE_BEHIND else None
+            # linking runs in a thread beside the locator, on each frame once its drift is
+            # known (default radius: two passes, the second with the radius of the fastest
+            # population the first finds, never above the physics radius; a --search-range
+            # is used as given)
+            linker = StreamLinker(search_range_px=search_range, memory=memory, split_alpha=split_alpha,
+                                  adaptive_radius=search_range_px is None, min_track_length=min_len)
             try:
                 for first, chunk in _prefetch(src.chunks(chunk_size, stop=stop)):
                     # background subtraction fused into the locator (no float32 copy of the chunk)
@@ -560,6 +572,7 @@ def process(
                     else:
                         w.append_table("features", f)
                     feats.append(f)
+                    linker.add(f, first, chunk.shape[0])
                     n_frames += chunk.shape[0]
                     bar.update(chunk.shape[0])
                     _check_stop()
@@ -572,9 +585,6 @@ def process(
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             del feats  # the chunks are in `features` now (and in the file): keep one copy
             t_locate = time.perf_counter()
-            from ._jitcache import cache_trackpy_jit
-
-            cache_trackpy_jit()  # trackpy's linker kernels: loaded from numba's disk cache, not recompiled
             # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
             # during linking and sizing (single-threaded stages, so a CPU is free; hashlib and
             # file reads release the GIL) and joined before the file is marked complete; until
@@ -588,13 +598,10 @@ def process(
                 notes.append(f"warning: the file's header announces {n_header} frames but {n_frames} were read; "
                              "all were analysed (the header is wrong; the background was sampled from the first "
                              f"{n_header})")
-            # ---- link -----------------------------------------------------------------
+            # ---- link (the rest of it: most frames were linked while locating) -----------
             _check_stop()
             w.set_status("running: linking")
-            # default radius: two passes, the second with the radius of the fastest population
-            # the first pass finds (never above the physics radius); a --search-range is used as given
-            lr = link_features(features, search_range_px=search_range, memory=memory, split_alpha=split_alpha,
-                               adaptive_radius=search_range_px is None, min_track_length=min_len)
+            lr = linker.finish(features)
             notes.extend(lr.notes)
             if lr.radius_info is not None:
                 params.update(search_range_px=lr.search_range_px, search_range_first_pass_px=search_range,
@@ -652,6 +659,8 @@ def process(
     finally:
         if fp is not None:
             fp.cancel()
+        if linker is not None:
+            linker.cancel()  # no effect once it has finished
         src.close()
 
 

@@ -310,3 +310,35 @@ def test_refine_validation():
         locate_frames(img, 0, diameter=7, minmass=0, refine="nope")
     with pytest.raises(ValueError):
         locate_frames(img, 0, diameter=7, minmass=0, locator="trackpy", refine="gauss")
+
+
+def test_locate_block_equals_frame_by_frame(sim_frames):
+    """locate_block (frames in one call, the GIL taken once per block) = locate_frame per frame,
+    for a block, one frame, an empty block and frames without features; and through
+    locate_frames for block sizes that do not divide the chunk."""
+    import nta.locate as NL
+    from nta.locate import _scratch
+
+    frames = np.ascontiguousarray(sim_frames)
+    frames = np.concatenate([frames, np.zeros((2,) + frames.shape[1:], frames.dtype)])  # two black frames
+    H, W = frames.shape[1:]
+    r = 4
+    args = (np.zeros((1, 1), np.float32), False, False, K.gaussian_kernel(1.0, 4.0), 9, 10.0, K.dilation_size(10.0),
+            float(r), *K.mask_tables(r), 50.0, np.inf, 64.0, 10, _scratch((H, W)), 0, 1.6)
+    per = [K.locate_frame(frames[i], *args) for i in range(len(frames))]
+    for i0, i1 in [(0, len(frames)), (3, 4), (5, 5), (len(frames) - 2, len(frames))]:
+        out, counts = K.locate_block(frames, i0, i1, *args)
+        assert counts.dtype == np.int64 and counts.shape == (i1 - i0,)
+        assert list(counts) == [len(p) for p in per[i0:i1]]
+        want = np.concatenate(per[i0:i1]) if i1 > i0 else np.zeros((0, 7))
+        np.testing.assert_array_equal(out, want)
+    assert counts[-1] == 0 and len(per[3]) > 0
+    a = locate_frames(frames, 0, diameter=9, minmass=50.0, locator="fast", workers=2)
+    old = NL._BLOCK
+    try:
+        for b in (1, 5):
+            NL._BLOCK = b
+            pd_b = locate_frames(frames, 0, diameter=9, minmass=50.0, locator="fast", workers=2)
+            assert pd_b.equals(a)
+    finally:
+        NL._BLOCK = old
