@@ -122,3 +122,34 @@ def test_fit_lowrank_matches_full_products(big):
     a, _, _ = model.fit(max_iter=200, track_weights=tw, lowrank_tol=0)
     b, _, _ = model.fit(max_iter=200, track_weights=tw)
     assert np.abs(a - b).max() < 1e-10
+
+
+def _em_batch_factored_ref(lik, c, w0, smoother, max_iter, tol, lf, mf):
+    """The factored batched EM with the back-product written as ((c/den)ᵀ L) M, transposed
+    (the order _em_batch used before it computed Mᵀ (Lᵀ (c/den)))."""
+    tot = c.sum(axis=0)
+    w = np.repeat((w0 / w0.sum())[:, None], c.shape[1], axis=1)
+    active = np.arange(c.shape[1])
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        wa, ca = w[:, active], c[:, active]
+        f = ca / (lf @ (mf @ wa))
+        new = wa * ((f.T @ lf) @ mf).T / tot[active]
+        if smoother.shape[0] == w.shape[0]:
+            new = smoother @ new
+        new /= new.sum(axis=0)
+        delta = np.max(np.abs(new - wa), axis=0)
+        w[:, active] = new
+        active = active[~(delta < tol)]
+    return w
+
+
+@pytest.mark.parametrize("smooth", [0.0, 0.02])
+def test_em_batch_factored_equals_transposed_product_order(big, smooth):
+    model, w, lik, draws = big
+    S = model._smoother(smooth)
+    lf, mf = dist._lowrank_factors(lik)
+    got = dist._em_batch(lik, draws, w + 1e-12, S, 150, dist.DEFAULT_TOL, factors=(lf, mf))
+    ref = _em_batch_factored_ref(lik, draws, w + 1e-12, S, 150, dist.DEFAULT_TOL, lf, mf)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)
