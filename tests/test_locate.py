@@ -310,3 +310,66 @@ def test_refine_validation():
         locate_frames(img, 0, diameter=7, minmass=0, refine="nope")
     with pytest.raises(ValueError):
         locate_frames(img, 0, diameter=7, minmass=0, locator="trackpy", refine="gauss")
+
+
+def _spot_diameter_per_frame_autocorr(diff, min_diameter=5, max_diameter=31):
+    """estimate_spot_diameter as first written: one inverse FFT per frame, autocorrelations summed."""
+    import math
+
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.ndim == 2:
+        diff = diff[None]
+    acc = None
+    for fr in diff:
+        f = np.clip(fr, 0, None)
+        f = f - f.mean()
+        F = np.fft.rfft2(f)
+        ac = np.fft.irfft2(F * np.conj(F), s=f.shape)
+        acc = ac if acc is None else acc + ac
+    ac = np.fft.fftshift(acc)
+    cy, cx = np.array(ac.shape) // 2
+    R = max_diameter
+    prof = 0.25 * (ac[cy, cx + 1 : cx + R + 1] + ac[cy, cx - R : cx][::-1] + ac[cy + 1 : cy + R + 1, cx] + ac[cy - R : cy, cx][::-1])
+    if not np.all(np.isfinite(prof)) or prof[0] <= 0:
+        return 7
+    base = np.median(prof[R // 2 :])
+    p = prof - base
+    lags = np.arange(1, R + 1, dtype=float)
+    ok = p > 0.1 * p[0]
+    n = int(np.argmin(ok)) if not ok.all() else len(ok)
+    if n < 2:
+        sigma = 1.0
+    else:
+        slope = np.polyfit(lags[:n] ** 2, np.log(p[:n]), 1)[0]
+        sigma = math.sqrt(-1.0 / (4.0 * slope)) if slope < 0 else 1.0
+    d = int(min(max(2 * math.ceil(3.0 * sigma) + 1, min_diameter), max_diameter))
+    return d if d % 2 == 1 else d + 1
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.3, 1.7, 2.2, 3.5, 6.0])
+@pytest.mark.parametrize("n_frames", [1, 5])
+def test_spot_diameter_summed_power_spectrum_equals_per_frame_autocorrelation(sigma, n_frames):
+    """One inverse FFT of the summed power spectra gives the diameter the per-frame
+    autocorrelations gave (float32 and float64 frames, 2-D and 3-D input)."""
+    from nta.locate import estimate_spot_diameter
+
+    rng = np.random.default_rng(int(sigma * 10) + n_frames)
+    frames = rng.normal(0, 2.0, (n_frames, 160, 200))
+    yy, xx = np.mgrid[:160, :200]
+    for k in range(n_frames):
+        for y, x in rng.uniform(10, 150, (40, 2)):
+            frames[k] += 60 * np.exp(-((yy - y) ** 2 + (xx - x * 1.25) ** 2) / (2 * sigma**2))
+    for arr in (frames, frames.astype(np.float32), frames[0]):
+        assert estimate_spot_diameter(arr) == _spot_diameter_per_frame_autocorr(arr)
+
+
+def test_spot_diameter_edge_cases():
+    from nta.locate import estimate_spot_diameter
+
+    z = np.zeros((2, 64, 64), np.float32)
+    assert estimate_spot_diameter(z) == _spot_diameter_per_frame_autocorr(z) == 7  # no signal: the default
+    neg = -np.ones((64, 64))
+    assert estimate_spot_diameter(neg) == _spot_diameter_per_frame_autocorr(neg)
+    one = np.zeros((64, 64))
+    one[30, 30] = 100.0  # a single hot pixel
+    assert estimate_spot_diameter(one) == _spot_diameter_per_frame_autocorr(one)
