@@ -1071,7 +1071,8 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     # block of resamples done as float64 matrix-matrix products (BLAS) per iteration, through
     # the model's low-rank factors when they exist (:data:`EM_LOWRANK_TOL`)
     p = np.full(idx.size, 1.0 / idx.size)
-    draws = np.stack([rng.multinomial(idx.size, p) for _ in range(n_boot)], axis=1).astype(np.float64)
+    # (one call with size=n_boot draws the same vectors, in the same order, as n_boot calls)
+    draws = rng.multinomial(idx.size, p, size=n_boot).T.astype(np.float64, order="C")
     S = model._smoother(smooth_log)
     lik = np.ascontiguousarray(model.lik[idx])
     w0 = np.asarray(w_hat, np.float64) + 1e-12  # as FTLAModel.fit's warm start

@@ -153,3 +153,14 @@ def test_em_batch_factored_equals_transposed_product_order(big, smooth):
     got = dist._em_batch(lik, draws, w + 1e-12, S, 150, dist.DEFAULT_TOL, factors=(lf, mf))
     ref = _em_batch_factored_ref(lik, draws, w + 1e-12, S, 150, dist.DEFAULT_TOL, lf, mf)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("k, n_boot, seed", [(4011, 200, 0), (300, 57, 4), (2, 3, 1)])
+def test_multinomial_draws_in_one_call_equal_one_by_one(k, n_boot, seed):
+    """bootstrap_deconvolved draws all multiplicities with one size=n_boot call: the same
+    vectors, in the same order, as n_boot single draws (so the same resamples and CIs)."""
+    p = np.full(k, 1.0 / k)
+    rng = np.random.default_rng(seed)
+    one_by_one = np.stack([rng.multinomial(k, p) for _ in range(n_boot)], axis=1)
+    together = np.random.default_rng(seed).multinomial(k, p, size=n_boot).T
+    assert np.array_equal(one_by_one, together)
