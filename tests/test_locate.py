@@ -373,3 +373,64 @@ def test_spot_diameter_edge_cases():
     one = np.zeros((64, 64))
     one[30, 30] = 100.0  # a single hot pixel
     assert estimate_spot_diameter(one) == _spot_diameter_per_frame_autocorr(one)
+
+
+def _median_f32(a):
+    return K.median_f32(np.ascontiguousarray(a, dtype=np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_median_f32_matches_numpy_random(seed):
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 3, 4, 5, 17, 64, 1000, 1001, 65536, 300001):
+        for a in (rng.normal(0, 3, n), rng.integers(-6, 6, n) * 0.5, rng.exponential(1e3, n),
+                  rng.normal(0, 1e-41, n), -rng.random(n), rng.integers(0, 2, n) * 2.0**100):
+            a = a.astype(np.float32)
+            got, want = _median_f32(a), np.median(a)
+            assert got == want, (n, got, want)
+            assert np.float32(got) == want
+
+
+def test_median_f32_edge_cases():
+    assert np.isnan(_median_f32(np.zeros(0, np.float32)))
+    nan = np.array([1.0, np.nan, 3.0], np.float32)
+    assert np.isnan(_median_f32(nan))
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.median(nan))
+    for a in ([-0.0, 0.0], [-0.0, -0.0, 1.0], [0.0, -0.0, -1.0, 5.0], [np.inf, -np.inf, 1.0], [np.inf, np.inf],
+              [-np.inf, 1.0], [3.4e38, 3.4e38], [-3.4e38, -3.4e38], [1e-45, 2e-45], [7.0] * 9, [2.0, 1.0]):
+        a = np.array(a, np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            want = np.median(a)
+        got = _median_f32(a)
+        assert got == want or (np.isnan(got) and np.isnan(want)), (a, got, want)
+
+
+def _estimate_noise_np(diff):
+    """estimate_noise with numpy's median (as first written)."""
+    v = np.asarray(diff, dtype=np.float32).ravel()
+    if v.size > 4_000_000:
+        v = v[:: v.size // 4_000_000 + 1]
+    med = np.median(v)
+    mad = np.median(np.abs(v - med))
+    probe = v[:: max(1, v.size // 100_000)].astype(np.float64)
+    quantized = bool(np.all(np.abs(2.0 * probe - np.round(2.0 * probe)) < 1e-4))
+    sd = 1.4826 * float(mad)
+    if quantized:
+        return float(max(sd, 0.5))
+    if sd <= 0:
+        sd = float(np.std(v)) or float(np.finfo(np.float32).eps)
+    return sd
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_estimate_noise_same_as_numpy_median(seed):
+    from nta.locate import estimate_noise
+
+    rng = np.random.default_rng(seed)
+    bg = rng.normal(100, 5, (96, 128)).astype(np.float32)
+    frames = rng.poisson(100, (5, 96, 128)).astype(np.uint8)
+    cases = [frames.astype(np.float32) - bg, rng.normal(0, 0.01, (3, 50, 70)), np.zeros((2, 8, 8)),
+             rng.integers(-3, 4, (4, 1100, 1000)) * 0.5]  # the last above 4 M pixels (subsampled)
+    for d in cases:
+        assert estimate_noise(d) == _estimate_noise_np(d)
