@@ -57,7 +57,7 @@ import numba
 import numpy as np
 
 __all__ = ["locate_frame", "make_scratch", "gaussian_kernel", "mask_tables", "dilation_size", "N_COLUMNS",
-           "median_u8_rows"]
+           "median_u8_rows", "median_f32"]
 
 #: Columns of the per-frame result array: y, x (px), mass, size (px), ecc, signal, raw_mass.
 N_COLUMNS = 7
@@ -990,3 +990,89 @@ def median_u8_rows(frames, r0, r1, out):
                 for v in range(256):
                     c[v] = 0
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _select_key(keys, cnt, k):
+    """k-th smallest (0-based) of uint32 ``keys``: radix select on 11 + 11 + 10 bits.
+
+    ``cnt`` (2048,) holds the counts of the top 11 bits of ``keys`` on entry (scratch after)."""
+    cur = keys
+    prefix = np.uint32(0)
+    for shift, bits in ((21, 11), (10, 11), (0, 10)):
+        mask = np.uint32((1 << bits) - 1)
+        if shift != 21:
+            cnt[:] = 0
+            for i in range(cur.size):
+                cnt[(cur[i] >> np.uint32(shift)) & mask] += 1
+        b = 0
+        while k >= cnt[b]:
+            k -= cnt[b]
+            b += 1
+        prefix |= np.uint32(b) << np.uint32(shift)
+        if shift == 0:
+            break
+        nxt = np.empty(cnt[b], np.uint32)
+        j = 0
+        for i in range(cur.size):
+            if (cur[i] >> np.uint32(shift)) & mask == b:
+                nxt[j] = cur[i]
+                j += 1
+        cur = nxt
+    return prefix
+
+
+@numba.njit(cache=True, nogil=True)
+def median_f32(bits):
+    """:func:`numpy.median` of float32 values given as their bits (``a.view(np.uint32)``, 1-D).
+
+    The order statistic ``(n-1)//2`` is found by radix selection (counting passes on 11, 11
+    and 10 bits of an order-preserving key: O(n), no sort), ``n//2`` from one more pass
+    (the same key, or the smallest key above it), and the two are combined as numpy does
+    for float32: ``float32(a + b) / 2`` in float32. NaN if any value is NaN (as numpy),
+    NaN for an empty array; −0.0 and +0.0 count as equal.
+
+    Parameters
+    ----------
+    bits : ndarray, (n,) uint32
+        The float32 values' bit patterns.
+
+    Returns
+    -------
+    numpy.float32
+        The median.
+    """
+    n = bits.size
+    if n == 0:
+        return np.float32(np.nan)
+    keys = np.empty(n, np.uint32)
+    cnt = np.zeros(2048, np.int64)
+    sign = np.uint32(0x80000000)
+    for i in range(n):
+        u = bits[i]
+        if (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):  # NaN
+            return np.float32(np.nan)
+        if u == sign:  # -0.0 sorts with +0.0
+            u = np.uint32(0)
+        key = ~u if u & sign else u | sign  # order-preserving: negatives reversed, below positives
+        keys[i] = key
+        cnt[key >> np.uint32(21)] += 1
+    ka = _select_key(keys, cnt, (n - 1) // 2)
+    kb = ka
+    if n % 2 == 0:
+        le = 0  # keys ≤ ka, and the smallest key above ka
+        above = np.uint32(0xFFFFFFFF)
+        for i in range(n):  # branch-free (the comparisons are random on half the keys)
+            key = keys[i]
+            le += np.int64(key <= ka)
+            above = min(above, key if key > ka else np.uint32(0xFFFFFFFF))
+        if le <= n // 2:
+            kb = above
+    out = np.empty(2, np.uint32)
+    out[0] = ka ^ sign if ka & sign else ~ka
+    out[1] = kb ^ sign if kb & sign else ~kb
+    f = out.view(np.float32)
+    if n % 2:
+        return f[0]
+    s = np.float32(f[0] + f[1])
+    return np.float32(s * np.float32(0.5))

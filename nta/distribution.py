@@ -188,6 +188,61 @@ def bootstrap_ci(diameters_nm, statistic, *, n_boot: int = 1000, level: float = 
     return (float(lo), float(hi))
 
 
+#: Elements (resamples × tracks) gathered at once by :func:`_summary_cis` (16 MB of float64).
+_SUMMARY_BOOT_ELEMENTS = 2_000_000
+
+
+def _summary_cis(d, window_nm, *, n_boot: int, seed: int, level: float = 0.95) -> dict:
+    """The bootstrap CIs of :func:`summarize_sizes`, each equal to its :func:`bootstrap_ci`.
+
+    ``bootstrap_ci(d, stat, n_boot=n, seed=seed)`` draws resample b as the b-th
+    ``rng.integers(0, n_tracks, n_tracks)`` of ``default_rng(seed)`` whatever ``stat`` is, so
+    the window-fraction, mean, median and mode CIs (the mode on the first ``min(n_boot, 200)``
+    resamples) share their resamples: they are drawn once here, in the same order, and the
+    mean, median and window fraction are evaluated on blocks of resamples at once (row-wise
+    ``mean`` / ``median`` / counts: bit-identical to the per-resample calls).
+
+    Parameters
+    ----------
+    d : ndarray of float64, shape (n,)
+        Cleaned diameters (finite, > 0), nm.
+    window_nm : (float, float)
+        Window edges, nm, inclusive.
+    n_boot : int
+        Resamples.
+    seed : int
+        Seed, as :func:`bootstrap_ci`.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    dict
+        ``window_fraction_ci95``, ``mean_nm_ci95``, ``d50_nm_ci95``, ``mode_nm_ci95``
+        ([low, high], nm; the fraction unitless); NaNs for fewer than 2 tracks or ``n_boot`` < 1.
+    """
+    keys = ("window_fraction_ci95", "mean_nm_ci95", "d50_nm_ci95", "mode_nm_ci95")
+    n_boot = int(n_boot)
+    if d.size < 2 or n_boot < 1:
+        return {k: [float("nan"), float("nan")] for k in keys}
+    lo, hi = window_nm
+    n_mode = min(n_boot, 200)
+    rng = np.random.default_rng(seed)
+    frac, mean, med, mode = np.empty(n_boot), np.empty(n_boot), np.empty(n_boot), np.empty(n_mode)
+    block = max(1, _SUMMARY_BOOT_ELEMENTS // d.size)
+    for b0 in range(0, n_boot, block):
+        nb = min(block, n_boot - b0)
+        x = d[np.stack([rng.integers(0, d.size, d.size) for _ in range(nb)])]  # (nb, n): resamples b0 ...
+        frac[b0:b0 + nb] = np.count_nonzero((x >= lo) & (x <= hi), axis=1) / float(d.size)
+        mean[b0:b0 + nb] = x.mean(axis=1)
+        med[b0:b0 + nb] = np.median(x, axis=1)
+        for j in range(nb):
+            if b0 + j < n_mode:
+                mode[b0 + j] = mode_of(x[j])
+    a = (1 - level) / 2
+    return {k: [float(v) for v in np.nanquantile(s, [a, 1 - a])] for k, s in zip(keys, (frac, mean, med, mode))}
+
+
 def summarize_sizes(diameters_nm, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 1000, seed: int = 0) -> dict:
     """Number-weighted summary of per-track diameters.
 
@@ -229,10 +284,7 @@ def summarize_sizes(diameters_nm, *, window_nm=DEFAULT_WINDOW_NM, n_boot: int = 
         d90_nm=float(d90),
         window_fraction=window_fraction(d, (lo, hi)),
     )
-    out["window_fraction_ci95"] = list(bootstrap_ci(d, lambda s: window_fraction(s, (lo, hi)), n_boot=n_boot, seed=seed))
-    out["mean_nm_ci95"] = list(bootstrap_ci(d, np.mean, n_boot=n_boot, seed=seed))
-    out["d50_nm_ci95"] = list(bootstrap_ci(d, np.median, n_boot=n_boot, seed=seed))
-    out["mode_nm_ci95"] = list(bootstrap_ci(d, mode_of, n_boot=min(n_boot, 200), seed=seed))
+    out.update(_summary_cis(d, (lo, hi), n_boot=n_boot, seed=seed))
     out["d50_in_window"] = bool(lo <= out["d50_nm"] <= hi)
     out["mode_in_window"] = bool(lo <= out["mode_nm"] <= hi)
     return out
@@ -937,6 +989,9 @@ def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=
     active = np.arange(b_n)
     den = np.empty((lik.shape[0], b_n))
     fbuf = np.empty((lik.shape[0], b_n))
+    if factors is not None:
+        lf, mf = factors
+        lft, mft = np.ascontiguousarray(lf.T), np.ascontiguousarray(mf.T)
     for _ in range(int(max_iter)):
         if active.size == 0:
             break
@@ -944,11 +999,11 @@ def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=
         ca = c[:, active] if active.size < b_n else c
         d, f = den[:, :active.size], fbuf[:, :active.size]
         if factors is not None:
-            lf, mf = factors
             np.matmul(lf, mf @ wa, out=d)
             # den_kb ≥ (1 − tol) min_j p_kj > 0 for every row (see _lowrank_factors)
             np.divide(ca, d, out=f)
-            new = wa * ((f.T @ lf) @ mf).T / tot[active]
+            # Mᵀ (Lᵀ f) = ((fᵀ L) M)ᵀ with both products on C-ordered operands (~10 % faster)
+            new = wa * (mft @ (lft @ f)) / tot[active]
         else:
             np.matmul(lik, wa, out=d)
             f.fill(0.0)
@@ -1016,7 +1071,8 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     # block of resamples done as float64 matrix-matrix products (BLAS) per iteration, through
     # the model's low-rank factors when they exist (:data:`EM_LOWRANK_TOL`)
     p = np.full(idx.size, 1.0 / idx.size)
-    draws = np.stack([rng.multinomial(idx.size, p) for _ in range(n_boot)], axis=1).astype(np.float64)
+    # (one call with size=n_boot draws the same vectors, in the same order, as n_boot calls)
+    draws = rng.multinomial(idx.size, p, size=n_boot).T.astype(np.float64, order="C")
     S = model._smoother(smooth_log)
     lik = np.ascontiguousarray(model.lik[idx])
     w0 = np.asarray(w_hat, np.float64) + 1e-12  # as FTLAModel.fit's warm start

@@ -275,3 +275,26 @@ def test_mode_is_the_main_population_not_a_small_spike():
     st = grid_statistics(grid, w)
     assert st["mode_nm"] == pytest.approx(1000.0, rel=0.05)
     assert st["d50_nm"] == pytest.approx(1000.0, rel=0.05)
+
+
+@pytest.mark.parametrize("n, n_boot, seed", [(4011, 1000, 0), (7, 250, 3), (2, 5, 1), (600, 3, 2)])
+def test_summary_cis_equal_one_bootstrap_ci_per_statistic(n, n_boot, seed):
+    """summarize_sizes draws its resamples once for all four CIs: each CI must equal the
+    bootstrap_ci of that statistic alone (same seed, same resamples), bit for bit."""
+    rng = np.random.default_rng(seed + 10)
+    d = np.exp(rng.normal(np.log(100.0), 0.3, n))
+    lo, hi = 40.0, 110.0
+    old = {
+        "window_fraction_ci95": list(dist.bootstrap_ci(d, lambda s: dist.window_fraction(s, (lo, hi)), n_boot=n_boot, seed=seed)),
+        "mean_nm_ci95": list(dist.bootstrap_ci(d, np.mean, n_boot=n_boot, seed=seed)),
+        "d50_nm_ci95": list(dist.bootstrap_ci(d, np.median, n_boot=n_boot, seed=seed)),
+        "mode_nm_ci95": list(dist.bootstrap_ci(d, dist.mode_of, n_boot=min(n_boot, 200), seed=seed)),
+    }
+    assert dist._summary_cis(d, (lo, hi), n_boot=n_boot, seed=seed) == old
+    s = dist.summarize_sizes(d, window_nm=(lo, hi), n_boot=n_boot, seed=seed)
+    assert {k: s[k] for k in old} == old
+
+
+def test_summary_cis_nan_for_too_few():
+    assert all(np.isnan(v).all() for v in dist._summary_cis(np.array([50.0]), (40, 150), n_boot=10, seed=0).values())
+    assert all(np.isnan(v).all() for v in dist._summary_cis(np.array([50.0, 60.0]), (40, 150), n_boot=0, seed=0).values())

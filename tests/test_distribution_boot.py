@@ -122,3 +122,45 @@ def test_fit_lowrank_matches_full_products(big):
     a, _, _ = model.fit(max_iter=200, track_weights=tw, lowrank_tol=0)
     b, _, _ = model.fit(max_iter=200, track_weights=tw)
     assert np.abs(a - b).max() < 1e-10
+
+
+def _em_batch_factored_ref(lik, c, w0, smoother, max_iter, tol, lf, mf):
+    """The factored batched EM with the back-product written as ((c/den)ᵀ L) M, transposed
+    (the order _em_batch used before it computed Mᵀ (Lᵀ (c/den)))."""
+    tot = c.sum(axis=0)
+    w = np.repeat((w0 / w0.sum())[:, None], c.shape[1], axis=1)
+    active = np.arange(c.shape[1])
+    for _ in range(max_iter):
+        if active.size == 0:
+            break
+        wa, ca = w[:, active], c[:, active]
+        f = ca / (lf @ (mf @ wa))
+        new = wa * ((f.T @ lf) @ mf).T / tot[active]
+        if smoother.shape[0] == w.shape[0]:
+            new = smoother @ new
+        new /= new.sum(axis=0)
+        delta = np.max(np.abs(new - wa), axis=0)
+        w[:, active] = new
+        active = active[~(delta < tol)]
+    return w
+
+
+@pytest.mark.parametrize("smooth", [0.0, 0.02])
+def test_em_batch_factored_equals_transposed_product_order(big, smooth):
+    model, w, lik, draws = big
+    S = model._smoother(smooth)
+    lf, mf = dist._lowrank_factors(lik)
+    got = dist._em_batch(lik, draws, w + 1e-12, S, 150, dist.DEFAULT_TOL, factors=(lf, mf))
+    ref = _em_batch_factored_ref(lik, draws, w + 1e-12, S, 150, dist.DEFAULT_TOL, lf, mf)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("k, n_boot, seed", [(4011, 200, 0), (300, 57, 4), (2, 3, 1)])
+def test_multinomial_draws_in_one_call_equal_one_by_one(k, n_boot, seed):
+    """bootstrap_deconvolved draws all multiplicities with one size=n_boot call: the same
+    vectors, in the same order, as n_boot single draws (so the same resamples and CIs)."""
+    p = np.full(k, 1.0 / k)
+    rng = np.random.default_rng(seed)
+    one_by_one = np.stack([rng.multinomial(k, p) for _ in range(n_boot)], axis=1)
+    together = np.random.default_rng(seed).multinomial(k, p, size=n_boot).T
+    assert np.array_equal(one_by_one, together)

@@ -509,3 +509,55 @@ def test_simulated_tiff_frame_rate_is_read(tmp_path):
     simulate_video(p, n_frames=5, width=48, height=40, fps=30.0, particles_per_frame=3, seed=1)
     with open_frames(p) as src:
         assert src.fps == pytest.approx(30.0)
+
+
+def _demuxed_timestamps(src):
+    """_scan_timestamps with the AVI-index shortcut disabled (every packet demuxed)."""
+    src._index_timestamps = lambda container, stream: None
+    try:
+        return src._scan_timestamps()
+    finally:
+        del src._index_timestamps
+
+
+@pytest.mark.parametrize("codec, pix_fmt, ext", [("rawvideo", "gray", "avi"), ("mjpeg", "yuvj420p", "avi"),
+                                                 ("ffv1", "gray", "avi"), ("mpeg4", "yuv420p", "avi"),
+                                                 ("ffv1", "gray", "mkv"), ("mjpeg", "yuvj420p", "mov")])
+def test_scan_timestamps_from_avi_index_equal_demuxed(tmp_path, codec, pix_fmt, ext):
+    """Frame times from an AVI's index are the demuxed packets' times, exactly; other
+    containers and inter-coded streams are demuxed."""
+    if not has_codec(codec):
+        pytest.skip(f"no {codec} encoder")
+    p = write_video(tmp_path / f"v.{ext}", ramp_stack(17, h=48, w=64), codec=codec, pix_fmt=pix_fmt, rate=25)
+    src = open_frames(p)
+    ts = src._scan_timestamps()
+    assert np.array_equal(ts, _demuxed_timestamps(src)) and ts.size == 17
+    with av.open(str(p)) as c:
+        fast = src._index_timestamps(c, c.streams.video[0])
+    if fast is not None:
+        assert np.array_equal(fast, ts)
+    if ext == "avi" and codec in ("rawvideo", "mjpeg"):  # intra-only: the shortcut is taken
+        assert fast is not None
+    if ext != "avi":
+        assert fast is None
+    assert src.timing_report()["irregular"] is False
+
+
+def test_scan_timestamps_truncated_avi_not_from_index(tmp_path):
+    """A cut AVI (its index lost, or listing data beyond the end) is demuxed: the times of the
+    packets actually in the file."""
+    p = write_video(tmp_path / "full.avi", ramp_stack(30, h=48, w=64))
+    for frac in (0.6, 0.97, 0.999):
+        cut = tmp_path / f"cut{frac}.avi"
+        cut.write_bytes(p.read_bytes()[: int(p.stat().st_size * frac)])
+        src = open_frames(cut)
+        with av.open(str(cut)) as c:
+            fast = src._index_timestamps(c, c.streams.video[0])
+        try:
+            demuxed = _demuxed_timestamps(src)
+        except InputError:
+            assert fast is None
+            continue
+        if fast is not None:
+            assert np.array_equal(fast, demuxed)
+        assert np.array_equal(src._scan_timestamps(), demuxed)

@@ -342,3 +342,125 @@ def test_locate_block_equals_frame_by_frame(sim_frames):
             assert pd_b.equals(a)
     finally:
         NL._BLOCK = old
+def _spot_diameter_per_frame_autocorr(diff, min_diameter=5, max_diameter=31):
+    """estimate_spot_diameter as first written: one inverse FFT per frame, autocorrelations summed."""
+    import math
+
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.ndim == 2:
+        diff = diff[None]
+    acc = None
+    for fr in diff:
+        f = np.clip(fr, 0, None)
+        f = f - f.mean()
+        F = np.fft.rfft2(f)
+        ac = np.fft.irfft2(F * np.conj(F), s=f.shape)
+        acc = ac if acc is None else acc + ac
+    ac = np.fft.fftshift(acc)
+    cy, cx = np.array(ac.shape) // 2
+    R = max_diameter
+    prof = 0.25 * (ac[cy, cx + 1 : cx + R + 1] + ac[cy, cx - R : cx][::-1] + ac[cy + 1 : cy + R + 1, cx] + ac[cy - R : cy, cx][::-1])
+    if not np.all(np.isfinite(prof)) or prof[0] <= 0:
+        return 7
+    base = np.median(prof[R // 2 :])
+    p = prof - base
+    lags = np.arange(1, R + 1, dtype=float)
+    ok = p > 0.1 * p[0]
+    n = int(np.argmin(ok)) if not ok.all() else len(ok)
+    if n < 2:
+        sigma = 1.0
+    else:
+        slope = np.polyfit(lags[:n] ** 2, np.log(p[:n]), 1)[0]
+        sigma = math.sqrt(-1.0 / (4.0 * slope)) if slope < 0 else 1.0
+    d = int(min(max(2 * math.ceil(3.0 * sigma) + 1, min_diameter), max_diameter))
+    return d if d % 2 == 1 else d + 1
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.3, 1.7, 2.2, 3.5, 6.0])
+@pytest.mark.parametrize("n_frames", [1, 5])
+def test_spot_diameter_summed_power_spectrum_equals_per_frame_autocorrelation(sigma, n_frames):
+    """One inverse FFT of the summed power spectra gives the diameter the per-frame
+    autocorrelations gave (float32 and float64 frames, 2-D and 3-D input)."""
+    from nta.locate import estimate_spot_diameter
+
+    rng = np.random.default_rng(int(sigma * 10) + n_frames)
+    frames = rng.normal(0, 2.0, (n_frames, 160, 200))
+    yy, xx = np.mgrid[:160, :200]
+    for k in range(n_frames):
+        for y, x in rng.uniform(10, 150, (40, 2)):
+            frames[k] += 60 * np.exp(-((yy - y) ** 2 + (xx - x * 1.25) ** 2) / (2 * sigma**2))
+    for arr in (frames, frames.astype(np.float32), frames[0]):
+        assert estimate_spot_diameter(arr) == _spot_diameter_per_frame_autocorr(arr)
+
+
+def test_spot_diameter_edge_cases():
+    from nta.locate import estimate_spot_diameter
+
+    z = np.zeros((2, 64, 64), np.float32)
+    assert estimate_spot_diameter(z) == _spot_diameter_per_frame_autocorr(z) == 7  # no signal: the default
+    neg = -np.ones((64, 64))
+    assert estimate_spot_diameter(neg) == _spot_diameter_per_frame_autocorr(neg)
+    one = np.zeros((64, 64))
+    one[30, 30] = 100.0  # a single hot pixel
+    assert estimate_spot_diameter(one) == _spot_diameter_per_frame_autocorr(one)
+
+
+def _median_f32(a):
+    return K.median_f32(np.ascontiguousarray(a, dtype=np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_median_f32_matches_numpy_random(seed):
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 3, 4, 5, 17, 64, 1000, 1001, 65536, 300001):
+        for a in (rng.normal(0, 3, n), rng.integers(-6, 6, n) * 0.5, rng.exponential(1e3, n),
+                  rng.normal(0, 1e-41, n), -rng.random(n), rng.integers(0, 2, n) * 2.0**100):
+            a = a.astype(np.float32)
+            got, want = _median_f32(a), np.median(a)
+            assert got == want, (n, got, want)
+            assert np.float32(got) == want
+
+
+def test_median_f32_edge_cases():
+    assert np.isnan(_median_f32(np.zeros(0, np.float32)))
+    nan = np.array([1.0, np.nan, 3.0], np.float32)
+    assert np.isnan(_median_f32(nan))
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.median(nan))
+    for a in ([-0.0, 0.0], [-0.0, -0.0, 1.0], [0.0, -0.0, -1.0, 5.0], [np.inf, -np.inf, 1.0], [np.inf, np.inf],
+              [-np.inf, 1.0], [3.4e38, 3.4e38], [-3.4e38, -3.4e38], [1e-45, 2e-45], [7.0] * 9, [2.0, 1.0]):
+        a = np.array(a, np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            want = np.median(a)
+        got = _median_f32(a)
+        assert got == want or (np.isnan(got) and np.isnan(want)), (a, got, want)
+
+
+def _estimate_noise_np(diff):
+    """estimate_noise with numpy's median (as first written)."""
+    v = np.asarray(diff, dtype=np.float32).ravel()
+    if v.size > 4_000_000:
+        v = v[:: v.size // 4_000_000 + 1]
+    med = np.median(v)
+    mad = np.median(np.abs(v - med))
+    probe = v[:: max(1, v.size // 100_000)].astype(np.float64)
+    quantized = bool(np.all(np.abs(2.0 * probe - np.round(2.0 * probe)) < 1e-4))
+    sd = 1.4826 * float(mad)
+    if quantized:
+        return float(max(sd, 0.5))
+    if sd <= 0:
+        sd = float(np.std(v)) or float(np.finfo(np.float32).eps)
+    return sd
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_estimate_noise_same_as_numpy_median(seed):
+    from nta.locate import estimate_noise
+
+    rng = np.random.default_rng(seed)
+    bg = rng.normal(100, 5, (96, 128)).astype(np.float32)
+    frames = rng.poisson(100, (5, 96, 128)).astype(np.uint8)
+    cases = [frames.astype(np.float32) - bg, rng.normal(0, 0.01, (3, 50, 70)), np.zeros((2, 8, 8)),
+             rng.integers(-3, 4, (4, 1100, 1000)) * 0.5]  # the last above 4 M pixels (subsampled)
+    for d in cases:
+        assert estimate_noise(d) == _estimate_noise_np(d)

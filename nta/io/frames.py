@@ -801,12 +801,20 @@ class VideoSource(FrameSource):
         self._close_seq()
 
     def _scan_timestamps(self) -> np.ndarray:
-        """Presentation times of all frames from the packets (demux only, no decoding)."""
+        """Presentation times of all frames from the packets (demux only, no decoding).
+
+        An AVI whose index lists every frame (:meth:`_index_timestamps`) gives them from the
+        index, without reading the frames (3 ms instead of 0.2–1.6 s for a 2 GB video); any
+        other file is demuxed packet by packet.
+        """
         import av
 
         container, stream = self._open()
         ts = []
         try:
+            fast = self._index_timestamps(container, stream)
+            if fast is not None:
+                return fast
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue  # flush packet
@@ -817,6 +825,34 @@ class VideoSource(FrameSource):
                              path=self.path, fix="use a complete copy of the file") from None
         finally:
             container.close()
+        return np.sort(np.asarray(ts, dtype=np.float64))
+
+    def _index_timestamps(self, container, stream) -> np.ndarray | None:
+        """The sorted packet times :meth:`_scan_timestamps` demuxes, from an AVI's index, or None.
+
+        Used only where the index names exactly the packets demuxing returns, with their
+        timestamps: an AVI container (whose demuxer numbers packets by their index entry),
+        an intra-only stream (every entry a keyframe: no reordering, pts = dts) with no
+        entry to discard, as many non-empty entries as the header announces frames, and
+        every entry's data inside the file (a truncated file demuxes fewer packets).
+        """
+        try:
+            if self.container_format != "avi" or self.n_frames_header is None or stream.time_base is None:
+                return None
+            entries = list(stream.index_entries)
+            if not entries or any(not e.is_keyframe or e.is_discard for e in entries):
+                return None
+            if getattr(stream.codec_context, "has_b_frames", 1):
+                return None
+            size = os.path.getsize(self.path)
+            if any(e.pos + e.size > size for e in entries):
+                return None
+            tb = stream.time_base
+            ts = [float(e.timestamp * tb) for e in entries if e.size > 0]
+            if len(ts) != self.n_frames_header:
+                return None
+        except Exception:  # noqa: BLE001 - an optimisation: demux instead
+            return None
         return np.sort(np.asarray(ts, dtype=np.float64))
 
     def timing_report(self, tolerance: float = 0.5) -> dict:
