@@ -16,6 +16,7 @@ uses the radius of the fastest population the first pass's tracks show
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -212,7 +213,7 @@ def _window_velocity(grouped: dict, start: int, stop: int, R: float, *, bin_px: 
         n_per = np.fromiter((len(js) for js in pairs), dtype=np.intp, count=len(pairs))
         if n_per.sum():
             # all pairs of this frame at once, in the same order as one feature at a time
-            jj = np.concatenate([np.asarray(js, dtype=np.intp) for js in pairs if js])
+            jj = np.fromiter(itertools.chain.from_iterable(pairs), dtype=np.intp, count=int(n_per.sum()))
             disp.append(b[jj] - np.repeat(a, n_per, axis=0))
     if not disp:
         return None

@@ -503,8 +503,10 @@ def process(
             raise InputError("holds a single frame; sizing follows particles from frame to frame",
                              fix="give a video or image sequence of many frames (300 or more is typical)", path=input_path)
         step = max(1, n_known // max(1, n_background))
-        samples = [c for _, c in src.chunks(chunk_size, stop=n_known, step=step)]
-        sample = np.concatenate(samples, axis=0)
+        # one chunk holding every sampled frame: no concatenation of a second 100-frame copy
+        # (0.27-0.50 s for 1280x1024, mostly first writes to new memory)
+        samples = [c for _, c in src.chunks(max(1, -(-n_known // step)), stop=n_known, step=step)]
+        sample = samples[0] if len(samples) == 1 else np.concatenate(samples, axis=0)
         bg = background_model(sample)
         n_bg = int(len(sample))  # the frames actually sampled (fewer than planned when the header overstates the length)
         probe = subtract_background(sample[np.linspace(0, len(sample) - 1, min(5, len(sample))).astype(int)], bg, invert=invert)
