@@ -452,7 +452,7 @@ def process(
     if not (0 <= lo < hi):
         raise CalibrationError(f"size window {lo:g}–{hi:g} nm is empty or negative", fix="give --window LOW HIGH with 0 ≤ LOW < HIGH (nm)")
     src = open_frames(input_path, fps=fps)
-    fp = None  # background SHA-256 of the input (started once the output is opened)
+    fp = None  # background SHA-256 of the input (started once the output is known to be new)
     linker = None  # linking thread (started with the locating)
     try:
         cal = make_calibration(
@@ -488,6 +488,19 @@ def process(
 
         check_new_output(output_path, overwrite=overwrite, what="output",  # fail fast, before any work
                          inputs=[input_path] if isinstance(input_path, (str, Path)) else [])
+        # the input's SHA-256 (1.2 s of CPU for a 2 GB video) is computed in a background
+        # thread from here on, first beside the single-threaded background and spot-size
+        # steps (a CPU is free; hashlib and file reads release the GIL), and joined before
+        # the file is marked complete; until then provenance ``inputs`` holds only the path
+        # (the file is marked incomplete meanwhile, so nothing trusts it)
+        if isinstance(input_path, Path):
+            fp = _Background(file_fingerprint, input_path)
+        # the linking thread starts now too: it imports trackpy and loads its numba cache
+        # (0.6 s) beside the background step, then links frames as the locator delivers them
+        # (default radius: two passes, the second with the radius of the fastest population
+        # the first finds, never above the physics radius; a --search-range is used as given)
+        linker = StreamLinker(search_range_px=search_range, memory=memory, split_alpha=split_alpha,
+                              adaptive_radius=search_range_px is None, min_track_length=min_len)
         # ---- pass 1: background from frames sampled through the video ------------------
         n_known = n_header = src.n_frames  # the container's announced count (a reader may update src.n_frames)
         stop = max_frames if max_frames is not None else None
@@ -558,12 +571,6 @@ def process(
             n_frames = 0
             bar = _Progress(progress, n_known, "locate")
             writer = _WriteBehind(w) if _WRITE_BEHIND else None
-            # linking runs in a thread beside the locator, on each frame once its drift is
-            # known (default radius: two passes, the second with the radius of the fastest
-            # population the first finds, never above the physics radius; a --search-range
-            # is used as given)
-            linker = StreamLinker(search_range_px=search_range, memory=memory, split_alpha=split_alpha,
-                                  adaptive_radius=search_range_px is None, min_track_length=min_len)
             try:
                 for first, chunk in _prefetch(src.chunks(chunk_size, stop=stop)):
                     # background subtraction fused into the locator (no float32 copy of the chunk)
@@ -587,13 +594,6 @@ def process(
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             del feats  # the chunks are in `features` now (and in the file): keep one copy
             t_locate = time.perf_counter()
-            # the input's SHA-256 (1.3 s for a 2 GB video) is computed in a background thread
-            # during linking and sizing (single-threaded stages, so a CPU is free; hashlib and
-            # file reads release the GIL) and joined before the file is marked complete; until
-            # then provenance ``inputs`` holds only the path (the file is marked incomplete
-            # meanwhile, so nothing trusts it)
-            if isinstance(input_path, Path):
-                fp = _Background(file_fingerprint, input_path)
             notes = [f"warning: {contrast_note}"] if contrast_note else []
             notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
             if n_header is not None and n_frames > n_header:
