@@ -48,10 +48,17 @@ def _check_output(out):
         return False
 
 
-def _kill_after(cmd, delay, sig):
+def _kill_after(cmd, delay, sig, once_exists=None):
+    """Run ``cmd``, send ``sig`` ``delay`` s after the start (or, with ``once_exists``, after
+    that file appears: the result file opened, so the signal lands mid-run)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if once_exists is not None:
+        t_end = time.perf_counter() + 120
+        while not once_exists.exists() and proc.poll() is None and time.perf_counter() < t_end:
+            time.sleep(0.005)
     time.sleep(delay)
-    proc.send_signal(sig)
+    if proc.poll() is None:
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     # An uncaught error would end stderr with a traceback. A signal landing inside a ctypes
     # callback (llvmlite compiling a numba kernel) cannot propagate: CPython prints it as
@@ -71,15 +78,19 @@ def test_killed_runs_never_damage_results(video, tmp_path, sig):
     # a complete result from before, to be replaced only by a complete one
     r = subprocess.run(_cmd(video, out), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    t_full = None
+    # signal times as fractions of a whole warm run on this machine (start-up to exit), so
+    # that they land at any stage (start-up, background, locating, linking, writing)
+    # however fast the machine and nta are
+    t0 = time.perf_counter()
+    r = subprocess.run(_cmd(video, out, "--overwrite"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    t_full = time.perf_counter() - t0
     seen_incomplete = False
     for seed in range(3):
         prev = hashlib.sha256(out.read_bytes()).hexdigest()
         prev_complete = _check_output(out)
-        delay = float(rng.uniform(0.3, 6.0))
-        t0 = time.perf_counter()
+        delay = float(rng.uniform(0.1, 1.1)) * t_full
         rc = _kill_after(_cmd(video, out, "--overwrite"), delay, sig)
-        t_full = t_full or time.perf_counter() - t0
         state = _check_output(out)
         if rc == 0:
             assert state is True  # finished before the signal
@@ -97,8 +108,10 @@ def test_killed_runs_never_damage_results(video, tmp_path, sig):
     fresh = tmp_path / "fresh.h5"
     for seed in range(2):
         fresh.unlink(missing_ok=True)  # each run starts with no output, so what is left is its own
-        delay = float(rng.uniform(0.3, 5.0))
-        rc = _kill_after(_cmd(video, fresh, "--overwrite"), delay, sig)
+        # after the result file is opened (written as .partial until it is complete): within
+        # the first fifth of a run's time from then
+        delay = float(rng.uniform(0.0, 0.2)) * t_full
+        rc = _kill_after(_cmd(video, fresh, "--overwrite"), delay, sig, once_exists=fresh.with_name("fresh.h5.partial"))
         state = _check_output(fresh)
         if rc != 0:
             # nothing, a file marked incomplete, or (signal after the final rename, while the
