@@ -178,8 +178,8 @@ def main(argv=None):
         loc = warm["time_locate_s"]
         rest = warm["time_s"] - loc
         notes.append(
-            f"- {name}: stages of the warm nta run: background + locate {loc:.1f} s ({n / loc:.0f} frames/s), "
-            f"link + size + distribution + store {rest:.1f} s ({n / rest:.0f} frames/s), process start-up/import "
+            f"- {name}: stages of the warm nta run: background + locate (linking alongside, in a thread) {loc:.1f} s ({n / loc:.0f} frames/s), "
+            f"rest of linking + size + distribution + store {rest:.1f} s ({n / rest:.0f} frames/s), process start-up/import "
             f"{warm['wall_s'] - warm['time_s']:.1f} s; PyAV decode alone {t_dec:.2f} s ({n / t_dec:.0f} frames/s); "
             f"one read of every pixel {t_pix * 1e3:.0f} ms → nta is {r['ratio_vs_pixel_read']:.0f}× a pixel read and "
             f"{r['ratio_vs_decode']:.1f}× a decode pass; features {warm['features']}, valid tracks {warm['tracks_valid']}"
