@@ -142,6 +142,18 @@ def _versions() -> dict:
     }
 
 
+#: Fewest CPUs for the linking thread to link frames while the locator runs (below: after it).
+FOLLOW_MIN_CPUS = 3
+
+
+def _follow_locator(locator: str) -> bool:
+    """Whether linking runs beside the locator (:class:`nta.link.StreamLinker` ``follow``):
+    with the fast locator on at least :data:`FOLLOW_MIN_CPUS` CPUs."""
+    from .locate import default_workers
+
+    return locator == "fast" and default_workers() >= FOLLOW_MIN_CPUS
+
+
 def _input_warnings(src, w) -> list:
     """Warnings about the input found while reading it, stored in the result file.
 
@@ -499,8 +511,11 @@ def process(
         # (0.6 s) beside the background step, then links frames as the locator delivers them
         # (default radius: two passes, the second with the radius of the fastest population
         # the first finds, never above the physics radius; a --search-range is used as given)
+        # On 2 CPUs or fewer the locator's threads keep every CPU busy and linking beside
+        # them gained nothing (see StreamLinker): the thread then links after the last chunk.
         linker = StreamLinker(search_range_px=search_range, memory=memory, split_alpha=split_alpha,
-                              adaptive_radius=search_range_px is None, min_track_length=min_len)
+                              adaptive_radius=search_range_px is None, min_track_length=min_len,
+                              follow=_follow_locator(locator))
         # ---- pass 1: background from frames sampled through the video ------------------
         n_known = n_header = src.n_frames  # the container's announced count (a reader may update src.n_frames)
         stop = max_frames if max_frames is not None else None

@@ -47,11 +47,11 @@ def _same(a, b):
     assert a.radius_info == b.radius_info
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, 500])
-def test_stream_equals_batch_two_pass(chunk):
+@pytest.mark.parametrize("chunk,follow", [(1, True), (7, True), (64, True), (500, True), (7, False)])
+def test_stream_equals_batch_two_pass(chunk, follow):
     f = _features()
     a = link_features(f, search_range_px=R_PHYS, adaptive_radius=True)
-    b = _stream(f, 160, chunk, search_range_px=R_PHYS, adaptive_radius=True)
+    b = _stream(f, 160, chunk, search_range_px=R_PHYS, adaptive_radius=True, follow=follow)
     _same(a, b)
     assert a.search_range_px < R_PHYS  # the second pass ran (150 nm particles: a smaller radius)
     assert a.tracks["particle"].nunique() > 20
@@ -75,6 +75,7 @@ def test_stream_equals_batch_with_first_pass_prefix(monkeypatch):
     assert "first pass on the first" in a.radius_info["reason"]
     for chunk in (5, 64):
         _same(a, _stream(f, 200, chunk, search_range_px=R_PHYS, adaptive_radius=True))
+    _same(a, _stream(f, 200, 5, search_range_px=R_PHYS, adaptive_radius=True, follow=False))
     # the prefix rule's floor of FIRST_PASS_MIN_FRAMES frames
     monkeypatch.setattr(L, "FIRST_PASS_MIN_FRAMES", 120)
     a = link_features(f, search_range_px=R_PHYS, adaptive_radius=True)
@@ -90,6 +91,7 @@ def test_stream_with_empty_frames_at_start_middle_and_end():
     a = link_features(f, search_range_px=R_PHYS, adaptive_radius=True)
     for chunk in (3, 25, 64):
         _same(a, _stream(f, n, chunk, search_range_px=R_PHYS, adaptive_radius=True))
+        _same(a, _stream(f, n, chunk, search_range_px=R_PHYS, adaptive_radius=True, follow=False))
 
 
 def test_stream_falls_back_to_batch_without_enough_frames():
@@ -147,10 +149,14 @@ def test_cancel_ends_the_thread():
     assert time.perf_counter() - t < 10
 
 
-def test_process_links_as_link_features_on_its_features(tmp_path):
-    """End to end: the tracks and drift nta process writes (linked while locating) are
-    those of link_features on the features it wrote."""
+@pytest.mark.parametrize("follow", [True, False])
+def test_process_links_as_link_features_on_its_features(tmp_path, monkeypatch, follow):
+    """End to end: the tracks and drift nta process writes (linked while locating, or after
+    it on 2 CPUs) are those of link_features on the features it wrote."""
+    import nta.pipeline as P
     from nta.pipeline import process
+
+    monkeypatch.setattr(P, "_follow_locator", lambda locator: follow)
     from nta.simulate import simulate_video
     from nta.store import read_table
 
