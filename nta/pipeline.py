@@ -507,12 +507,12 @@ def process(
         # (the file is marked incomplete meanwhile, so nothing trusts it)
         if isinstance(input_path, Path):
             fp = _Background(file_fingerprint, input_path)
-        # the linking thread starts now too: it imports trackpy and loads its numba cache
-        # (0.6 s) beside the background step, then links frames as the locator delivers them
-        # (default radius: two passes, the second with the radius of the fastest population
-        # the first finds, never above the physics radius; a --search-range is used as given)
-        # On 2 CPUs or fewer the locator's threads keep every CPU busy and linking beside
-        # them gained nothing (see StreamLinker): the thread then links after the last chunk.
+        # the linker collects each chunk's features as they are located (default radius: two
+        # passes, the second with the radius of the fastest population the first finds, never
+        # above the physics radius; a --search-range is used as given). From 3 CPUs a thread
+        # links them while the locator runs (it also imports trackpy beside the background
+        # step); on 2 or fewer the locator keeps every CPU busy and linking beside it gained
+        # nothing (see StreamLinker), so linking runs here after the last chunk.
         linker = StreamLinker(search_range_px=search_range, memory=memory, split_alpha=split_alpha,
                               adaptive_radius=search_range_px is None, min_track_length=min_len,
                               follow=_follow_locator(locator))

@@ -143,6 +143,7 @@ def test_cancel_ends_the_thread():
     sl = StreamLinker(search_range_px=R_PHYS, adaptive_radius=True)
     sl.add(f[f["frame"] < 30], 0, 30)
     sl.cancel()
+    assert StreamLinker(search_range_px=5.0, follow=False)._thread is None
     t = time.perf_counter()
     sl._thread.join(timeout=10)
     assert not sl._thread.is_alive()
