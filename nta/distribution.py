@@ -1071,8 +1071,6 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     # block of resamples done as float64 matrix-matrix products (BLAS) per iteration, through
     # the model's low-rank factors when they exist (:data:`EM_LOWRANK_TOL`)
     p = np.full(idx.size, 1.0 / idx.size)
-    # (one call with size=n_boot draws the same vectors, in the same order, as n_boot calls)
-    draws = rng.multinomial(idx.size, p, size=n_boot).T.astype(np.float64, order="C")
     S = model._smoother(smooth_log)
     lik = np.ascontiguousarray(model.lik[idx])
     w0 = np.asarray(w_hat, np.float64) + 1e-12  # as FTLAModel.fit's warm start
@@ -1083,15 +1081,22 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     block = int(min(200, max(16, BOOT_BLOCK_ELEMENTS // max(1, idx.size))))
     block = max(1, min(block, -(-n_boot // workers)))
     factors = model.lowrank_factors(float(lowrank_tol)) if lowrank_tol > 0 else None  # cached by the fit
+    # the multiplicities, block after block in resample order (successive calls draw the
+    # same vectors, in the same order, as one call with size=n_boot), kept as int32 (a count
+    # is at most the number of tracks) and made float64 one block at a time: the float64
+    # (tracks × n_boot) matrix and its int64 draw were the run's peak of memory, growing
+    # with the video's length (34 MB at 2142 tracks)
+    starts = range(0, n_boot, block)
+    draws = {b0: rng.multinomial(idx.size, p, size=min(block, n_boot - b0)).astype(np.int32) for b0 in starts}
 
     def run(b0):
-        wb = _em_batch(lik, draws[:, b0:b0 + block], w0, S, int(max_iter), float(DEFAULT_TOL), factors=factors)
+        counts = np.ascontiguousarray(draws[b0].T, dtype=np.float64)
+        wb = _em_batch(lik, counts, w0, S, int(max_iter), float(DEFAULT_TOL), factors=factors)
         for j in range(wb.shape[1]):
             st = grid_statistics(model.grid_nm, wb[:, j], window_nm)
             for k in keys:
                 vals[k][b0 + j] = st[k]
 
-    starts = range(0, n_boot, block)
     from threadpoolctl import threadpool_limits
 
     with _BLAS_LOCK, threadpool_limits(limits=1, user_api="blas"):

@@ -619,6 +619,8 @@ def process(
             _check_stop()
             w.set_status("running: linking")
             lr = linker.finish(features)
+            n_feat = int(len(features))
+            del features  # the tracks hold every feature now (and the file has them)
             notes.extend(lr.notes)
             if lr.radius_info is not None:
                 params.update(search_range_px=lr.search_range_px, search_range_first_pass_px=search_range,
@@ -636,10 +638,11 @@ def process(
             per = per_track_table(tracks, cal, min_track_length=min_len) if len(tracks) else pd.DataFrame(
                 {"particle": np.zeros(0, np.int64), "diameter_nm": np.zeros(0), "included": np.zeros(0, bool)})
             w.write_table("per_track", per)
+            drift_velocity = lr.drift_velocity
+            del tracks, lr  # written; freed before the bootstrap, the run's peak of memory
             # ---- distribution -----------------------------------------------------------
             summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot)
             w.write_arrays("distribution", arrays, attrs=dist_attrs)
-            n_feat = int(len(features))
             if n_feat == 0:
                 notes.append("no particles found: check --invert (dark particles on bright?), the focus, or give --minmass")
             elif summary["tracks_valid"] == 0:
@@ -649,7 +652,7 @@ def process(
                 features=n_feat,
                 particles_per_frame=float(n_feat / n_frames) if n_frames else float("nan"),
                 tracks_total=int(len(per)),
-                drift_px_per_frame=[float(lr.drift_velocity[0]), float(lr.drift_velocity[1])],
+                drift_px_per_frame=[float(drift_velocity[0]), float(drift_velocity[1])],
                 search_range_px=float(search_range),
                 search_range_source=str(params["search_range_source"]),
                 diameter_px=int(diameter),
