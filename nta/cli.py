@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _process(a) -> int:
     from .pipeline import process
 
+    if _PENDING_STOP:  # a SIGTERM during the imports, whose KeyboardInterrupt a library swallowed
+        raise KeyboardInterrupt(_PENDING_STOP[0])
+
     def log(msg):
         print(f"nta: {msg}", file=sys.stderr)
 
@@ -286,7 +289,7 @@ def _process(a) -> int:
         detection_depth_um=a.detection_depth_um,
         protein_ug_ml=a.protein_ug_ml,
         sample=a.sample,
-        progress=not a.no_progress and sys.stderr.isatty(),
+        progress=not a.no_progress and sys.stderr is not None and sys.stderr.isatty(),
         command=" ".join(shlex.quote(x) for x in sys.argv),
         log=log,
     )
@@ -509,13 +512,23 @@ def _export_csv(a) -> int:
     return 0
 
 
+#: A SIGTERM that arrived before nta.pipeline was imported (checked before processing starts).
+_PENDING_STOP = []
+
+
 def _on_sigterm(signum, frame):
     # Also leave a flag the pipeline checks between chunks and stages: an exception raised
     # here can be swallowed when the signal lands inside a library callback (numba, h5py).
-    from .pipeline import request_stop
-
-    request_stop(f"signal {signum}")
-    raise KeyboardInterrupt(f"signal {signum}")
+    # No import here: a signal landing while nta.pipeline is being imported made the
+    # handler's own import fail (ImportError from a partially initialised module), which a
+    # library's ``except ImportError`` could swallow, and the run went on to completion.
+    reason = f"signal {signum}"
+    pipeline = sys.modules.get("nta.pipeline")
+    if pipeline is not None and hasattr(pipeline, "request_stop"):
+        pipeline.request_stop(reason)
+    else:
+        _PENDING_STOP.append(reason)
+    raise KeyboardInterrupt(reason)
 
 
 def main(argv=None) -> int:
@@ -610,11 +623,12 @@ def run() -> None:
             import logging
 
             logging.shutdown()
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except (BrokenPipeError, OSError):
-                pass
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None:  # None when the stream was closed (``>&-``)
+                        stream.flush()
+                except (BrokenPipeError, OSError, ValueError):
+                    pass
             os._exit(0)
     sys.exit(rc)
 

@@ -93,14 +93,17 @@ def _calibration_summary(cal, notes) -> dict:
                 fps=cal.fps, notes=list(notes) + [f"warning: {x}" for x in cal.warnings])
 
 
-def _check_linking_options(search_range_px, memory, min_track_length) -> None:
-    """Refuse linking and track-length options that cannot give a size distribution.
+def _check_linking_options(search_range_px, memory, min_track_length, *, frame_shape=None, split_alpha=0.0,
+                           diameter_px=None) -> None:
+    """Refuse linking, locating and track-length options that cannot give a size distribution.
 
     Raises
     ------
     CalibrationError
-        ``search_range_px`` not a finite number ≥ 1 px, ``memory`` not an integer ≥ 0, or
-        ``min_track_length`` not an integer ≥ 2 one-frame steps (the CVE needs two steps).
+        ``search_range_px`` not a finite number ≥ 1 px or larger than the frame's larger
+        side (``frame_shape``, px), ``memory`` not an integer ≥ 0, ``min_track_length`` not
+        an integer ≥ 2 one-frame steps (the CVE needs two steps), ``split_alpha`` outside
+        [0, 1), or ``diameter_px`` not an integer ≥ 3 px.
     """
     if search_range_px is not None:
         try:
@@ -110,6 +113,21 @@ def _check_linking_options(search_range_px, memory, min_track_length) -> None:
         if not (np.isfinite(r) and r >= 1.0):
             raise CalibrationError(f"search range {search_range_px!r} px must be a finite number of at least 1 px",
                                    fix="give --search-range in px (e.g. 10), or leave it out to have it set from physics")
+        if frame_shape is not None and r > max(frame_shape):
+            raise CalibrationError(f"search range {r:g} px is larger than the frames ({frame_shape[1]}×{frame_shape[0]} px): "
+                                   "no step between two frames can be that long",
+                                   fix="give a --search-range in px below the frame size (e.g. 10), or leave it out to "
+                                       "have it set from physics")
+    try:
+        sa = float(split_alpha)
+    except (TypeError, ValueError):
+        sa = float("nan")
+    if not (0.0 <= sa < 1.0):
+        raise CalibrationError(f"split level {split_alpha!r} must be a number in [0, 1)",
+                               fix="give --split-alpha 0 (no cuts, the default) or a small level such as 1e-4")
+    if diameter_px is not None and (int(diameter_px) != diameter_px or diameter_px < 3):
+        raise CalibrationError(f"spot diameter {diameter_px!r} px must be a whole number of at least 3 px",
+                               fix="give --diameter as an odd number of px (e.g. 9), or leave it out to have it estimated")
     if memory is not None and (int(memory) != memory or memory < 0):
         raise CalibrationError(f"memory {memory!r} must be a whole number of frames ≥ 0",
                                fix="give --memory 0 or more (default 3)")
@@ -487,7 +505,8 @@ def process(
         if protein_ug_ml is not None and not (np.isfinite(protein_ug_ml) and protein_ug_ml > 0):
             raise CalibrationError(f"protein concentration {protein_ug_ml!r} µg/mL must be positive", fix="give --protein in µg/mL")
         sample_name = sample or (Path(str(input_path)).stem if str(input_path) else "sample")
-        _check_linking_options(search_range_px, memory, min_track_length)
+        _check_linking_options(search_range_px, memory, min_track_length, frame_shape=src.shape,
+                               split_alpha=split_alpha, diameter_px=diameter_px)
         min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
         smallest = lo if smallest_diameter_nm is None else float(smallest_diameter_nm)
         smallest = max(smallest, 10.0)
@@ -538,7 +557,14 @@ def process(
         bg = background_model(sample)
         n_bg = int(len(sample))  # the frames actually sampled (fewer than planned when the header overstates the length)
         probe = subtract_background(sample[np.linspace(0, len(sample) - 1, min(5, len(sample))).astype(int)], bg, invert=invert)
-        diameter = int(diameter_px) if diameter_px is not None else estimate_spot_diameter(probe)
+        if diameter_px is not None:
+            diameter = int(diameter_px)
+        else:
+            try:
+                diameter = estimate_spot_diameter(probe)
+            except ValueError as e:  # frames too small for the autocorrelation window
+                raise InputError(f"the spot size could not be estimated from frames of {probe.shape[2]}×{probe.shape[1]} px ({e})",
+                                 fix="give --diameter (odd, px, e.g. 9)", path=input_path) from None
         if diameter % 2 == 0:
             diameter += 1
         noise = estimate_minmass(probe, diameter=diameter, locator=locator)

@@ -1,0 +1,77 @@
+"""Command-line edge cases found by the fresh-clone review: flags refused up front with one
+line, tiny frames, closed stdout / stderr, a SIGTERM during the imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nta.store import read_summary
+
+CAL = ["--pixel-size", "0.166", "--temperature", "22", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    from nta.simulate import simulate_video
+
+    d = tmp_path_factory.mktemp("edges")
+    v = d / "s.avi"
+    simulate_video(v, sizes_nm=(100.0,), n_frames=40, width=96, height=80, particles_per_frame=5, seed=3)
+    tiny = d / "t24.avi"
+    simulate_video(tiny, sizes_nm=(100.0,), n_frames=30, width=24, height=24, particles_per_frame=2, seed=4)
+    return v, tiny
+
+
+def _nta(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "nta.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+@pytest.mark.parametrize("flags,word", [
+    (["--search-range", "1e5"], "--search-range"),
+    (["--diameter", "-3"], "--diameter"),
+    (["--diameter", "0"], "--diameter"),
+    (["--split-alpha", "2"], "--split-alpha"),
+])
+def test_bad_flag_values_are_one_line_errors_before_any_work(small, tmp_path, flags, word):
+    out = tmp_path / "o.h5"
+    r = _nta("process", small[0], "-o", out, *CAL, *flags)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and word in r.stderr
+    assert not out.exists() and not out.with_name("o.h5.partial").exists()
+
+
+def test_frames_too_small_for_the_spot_estimate(small, tmp_path):
+    r = _nta("process", small[1], "-o", tmp_path / "t.h5", *CAL)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--diameter" in r.stderr, r.stderr
+    r = _nta("process", small[1], "-o", tmp_path / "t.h5", *CAL, "--diameter", "5")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_closed_stdout_or_stderr(small, tmp_path, closed):
+    """Started with stdout or stderr closed (sys.stdout / sys.stderr None): the run completes."""
+    import shlex
+
+    out = tmp_path / "c.h5"
+    cmd = " ".join(shlex.quote(str(x)) for x in [sys.executable, "-m", "nta.cli", "process", small[0], "-o", out, *CAL])
+    p = subprocess.run(f"{cmd} {closed}", shell=True, executable="/bin/bash", capture_output=False, timeout=300,
+                       stdout=subprocess.DEVNULL if closed == "2>&-" else None,
+                       stderr=subprocess.DEVNULL if closed == ">&-" else None)
+    assert p.returncode == 0
+    assert read_summary(out)["complete"]
+
+
+def test_sigterm_before_the_pipeline_is_imported(monkeypatch):
+    import nta.cli as C
+
+    monkeypatch.delitem(sys.modules, "nta.pipeline", raising=False)
+    monkeypatch.setattr(C, "_PENDING_STOP", [])
+    with pytest.raises(KeyboardInterrupt):
+        C._on_sigterm(15, None)
+    assert C._PENDING_STOP == ["signal 15"]
+    with pytest.raises(KeyboardInterrupt):  # the run does not start
+        C._process(None)
