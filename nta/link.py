@@ -140,8 +140,21 @@ def search_radius_px(calibration: Calibration, *, smallest_diameter_nm: float, m
     return float(sigma_px * math.sqrt(-2.0 * math.log(miss_probability)) + drift_uncertainty_px)
 
 
-def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px: float, window_frames: int = 25,
-                                 bin_px: float = 0.5, smooth_px: float = 1.5, shift_radius_px: float | None = None) -> pd.DataFrame:
+#: Frames pooled per pre-link drift estimate, histogram bin and smoothing (px) of
+#: :func:`estimate_drift_from_features` (and of :class:`StreamLinker`, which must agree).
+DRIFT_WINDOW_FRAMES = 25
+DRIFT_BIN_PX = 0.5
+DRIFT_SMOOTH_PX = 1.5
+
+
+def _shift_radius_px(max_displacement_px: float) -> float:
+    """Default mean-shift disc of :func:`estimate_drift_from_features`, px."""
+    return max(4.0, 0.35 * float(max_displacement_px))
+
+
+def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px: float,
+                                 window_frames: int = DRIFT_WINDOW_FRAMES, bin_px: float = DRIFT_BIN_PX,
+                                 smooth_px: float = DRIFT_SMOOTH_PX, shift_radius_px: float | None = None) -> pd.DataFrame:
     """Drift per frame from unlinked features: the peak of the displacement histogram.
 
     For consecutive frames t, t+1 every pair of features closer than
@@ -170,7 +183,7 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
         drift velocity (px/frame) from that frame to the next.
     """
     if shift_radius_px is None:
-        shift_radius_px = max(4.0, 0.35 * float(max_displacement_px))
+        shift_radius_px = _shift_radius_px(max_displacement_px)
     frames = np.sort(features["frame"].unique())
     if frames.size < 2:
         return pd.DataFrame({"dx_px": [0.0] * frames.size, "dy_px": [0.0] * frames.size}, index=pd.Index(frames, name="frame"))
@@ -190,11 +203,15 @@ def estimate_drift_from_features(features: pd.DataFrame, *, max_displacement_px:
 def _frames_xy(features: pd.DataFrame, columns=("x", "y")) -> dict:
     """{frame: (n, 2) float64 array of ``columns``}, rows in their order within a frame, by
     one stable sort and split instead of a pandas group per frame."""
-    fr = features["frame"].to_numpy()
+    fr = features["frame"].to_numpy(np.int64)
     order = np.argsort(fr, kind="stable")
-    xy = features[list(columns)].to_numpy()[order]
-    keys, starts = np.unique(fr[order], return_index=True)
-    return {int(k): part for k, part in zip(keys, np.split(xy, starts[1:]))}
+    return dict(zip(*_split_by_frame(fr[order], features[list(columns)].to_numpy(np.float64)[order])))
+
+
+def _split_by_frame(fr: np.ndarray, values: np.ndarray) -> tuple[list, list]:
+    """The frames (ascending ints) of ``fr`` (sorted) and the blocks of rows of ``values`` of each."""
+    keys, starts = np.unique(fr, return_index=True)
+    return keys.tolist(), np.split(values, starts[1:])
 
 
 def _window_velocity(grouped: dict, start: int, stop: int, R: float, *, bin_px: float, smooth_px: float,
@@ -277,6 +294,16 @@ class LinkResult:
         self.notes = notes
         self.drift_velocity = drift_velocity
         self.radius_info = None
+
+
+def _subtract_drift(feats: pd.DataFrame, cum: pd.DataFrame) -> None:
+    """In place: ``x``, ``y`` (px) become ``x_raw``, ``y_raw`` and the cumulative drift
+    ``cum`` (indexed by frame) is subtracted from ``x``, ``y``."""
+    feats["x_raw"] = feats["x"]
+    feats["y_raw"] = feats["y"]
+    off = cum.reindex(feats["frame"].to_numpy()).to_numpy()
+    feats["x"] = feats["x_raw"] - off[:, 0]
+    feats["y"] = feats["y_raw"] - off[:, 1]
 
 
 def _cumulative(vel: pd.DataFrame) -> pd.DataFrame:
@@ -545,12 +572,10 @@ def _frame_coords(feats: pd.DataFrame):
     """(t, (n, 2) [y, x] array) for every frame from the first to the last with features
     (empty arrays between), as :func:`trackpy.link` feeds :func:`trackpy.link_iter`;
     ``feats`` sorted by frame."""
-    fr = feats["frame"].to_numpy(np.int64)
-    pos = feats[["y", "x"]].to_numpy(np.float64)
-    keys, starts = np.unique(fr, return_index=True)
-    parts = dict(zip(keys.tolist(), np.split(pos, starts[1:])))
+    keys, blocks = _split_by_frame(feats["frame"].to_numpy(np.int64), feats[["y", "x"]].to_numpy(np.float64))
+    parts = dict(zip(keys, blocks))
     empty = np.empty((0, 2))
-    for t in range(int(keys[0]), int(keys[-1]) + 1):
+    for t in range(keys[0], keys[-1] + 1):
         yield t, parts.get(t, empty)
 
 
@@ -659,11 +684,7 @@ def link_features(features: pd.DataFrame, *, search_range_px: float, memory: int
         return res
     vel = estimate_drift_from_features(feats, max_displacement_px=max_drift_px + search_range_px)
     cum = _cumulative(vel)
-    feats["x_raw"] = feats["x"]
-    feats["y_raw"] = feats["y"]
-    off = cum.reindex(feats["frame"].to_numpy()).to_numpy()
-    feats["x"] = feats["x_raw"] - off[:, 0]
-    feats["y"] = feats["y_raw"] - off[:, 1]
+    _subtract_drift(feats, cum)
     final = float(search_range_px)
     first = feats
     frames_all = np.unique(feats["frame"].to_numpy())
@@ -776,10 +797,6 @@ class StreamLinker:
     >>> result = sl.finish(pd.concat(all_f, ignore_index=True))  # doctest: +SKIP
     """
 
-    _WINDOW = 25
-    _BIN_PX = 0.5
-    _SMOOTH_PX = 1.5
-
     def __init__(self, *, search_range_px: float, memory: int = DEFAULT_MEMORY, max_drift_px: float = 10.0,
                  drift_smoothing: int = 15, split_alpha: float = 0.0, adaptive_radius: bool = False,
                  min_track_length: int = 13, follow: bool = True):
@@ -796,7 +813,7 @@ class StreamLinker:
         self.min_track_length = int(min_track_length)
         self.max_drift_px = float(max_drift_px)
         self._R = float(max_drift_px) + self.search_range_px
-        self._shift = max(4.0, 0.35 * self._R)
+        self._shift = _shift_radius_px(self._R)
         self._q = queue.Queue()
         self._xy = {}  # frame -> (n, 2) float64 [x, y] as located (frames with features only)
         self._index = {}  # frame -> its index among the frames with features
@@ -861,11 +878,7 @@ class StreamLinker:
         if len(feats) != len(o["ids"]):
             raise RuntimeError(f"streaming linker saw {len(o['ids'])} features, the table holds {len(feats)}")
         cum = o["cum"]
-        feats["x_raw"] = feats["x"]
-        feats["y_raw"] = feats["y"]
-        off = cum.reindex(feats["frame"].to_numpy()).to_numpy()
-        feats["x"] = feats["x_raw"] - off[:, 0]
-        feats["y"] = feats["y_raw"] - off[:, 1]
+        _subtract_drift(feats, cum)
         feats["particle"] = o["ids"]
         tracks = _relabel(feats)
         tracks, total = _remove_residual_drift(tracks, cum, self.drift_smoothing)
@@ -910,10 +923,9 @@ class StreamLinker:
             return
         _, fr, xy, first, n = item
         if fr.size:
-            keys, starts = np.unique(fr, return_index=True)
-            if np.any(np.diff(fr) < 0) or (self._last_feat is not None and keys[0] <= self._last_feat):
+            if np.any(np.diff(fr) < 0) or (self._last_feat is not None and fr[0] <= self._last_feat):
                 raise _Fallback("features not in frame order")
-            for k, part in zip(keys.tolist(), np.split(xy, starts[1:])):
+            for k, part in zip(*_split_by_frame(fr, xy)):
                 if self._f0 is None:
                     self._f0 = k
                     self._v_done = k
@@ -929,14 +941,14 @@ class StreamLinker:
             self._advance_drift()
 
     def _window(self, start, stop):
-        return _window_velocity(self._xy, start, stop, self._R, bin_px=self._BIN_PX, smooth_px=self._SMOOTH_PX,
+        return _window_velocity(self._xy, start, stop, self._R, bin_px=DRIFT_BIN_PX, smooth_px=DRIFT_SMOOTH_PX,
                                 shift_radius_px=self._shift)
 
     def _advance_drift(self):
         """Compute the windows whose frames are all located; extend the final cumulative drift."""
         if self._f0 is None:
             return
-        W = self._WINDOW
+        W = DRIFT_WINDOW_FRAMES
         while True:
             start = self._f0 + W * len(self._wins)
             if start + W > self._located:
@@ -970,7 +982,7 @@ class StreamLinker:
         """The last frame is in: the remaining windows and the last (possibly short) one."""
         if self._f0 is None or self._last_feat == self._f0:
             raise _Fallback("fewer than two frames with features")
-        f0, f1, W = self._f0, self._last_feat, self._WINDOW
+        f0, f1, W = self._f0, self._last_feat, DRIFT_WINDOW_FRAMES
         wins = [(s, v) for s, v in self._wins if s < f1]
         for start in range(f0 + W * len(wins), f1, W):
             wins.append((start, self._window(start, min(start + W, f1))))
@@ -1023,8 +1035,9 @@ class StreamLinker:
                 raise _Cancelled()
         return np.asarray(ids, dtype=np.int64)
 
-    def _cum_frame(self, upto=None):
-        n = len(self._cum) if upto is None else upto - self._f0 + 1
+    def _cum_frame(self, upto):
+        """The cumulative drift of frames f0 .. ``upto`` as :func:`_cumulative` gives it."""
+        n = upto - self._f0 + 1
         arr = np.asarray(self._cum[:n]).reshape(-1, 2)
         return pd.DataFrame(arr, index=pd.Index(np.arange(self._f0, self._f0 + n), name="frame"),
                             columns=["dx_px", "dy_px"])
@@ -1061,9 +1074,8 @@ class StreamLinker:
                 ids = self._pass(r2)
             elif prefix:
                 ids = self._pass(final)
-            while not self._ended:
-                self._pull()
-            _first_pass_note(info, len(frames1), len(self._index), used)
         while not self._ended:
             self._pull()
+        if info is not None:
+            _first_pass_note(info, len(frames1), len(self._index), used)
         self._out.update(ids=ids, cum=self._cum_frame(self._last_feat), final=final, info=info)
