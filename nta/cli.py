@@ -533,8 +533,11 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None) -> int:
     """Entry point of the ``nta`` command; returns the exit code."""
-    parser = build_parser()
-    a = parser.parse_args(argv)
+    return _dispatch(build_parser().parse_args(argv))
+
+
+def _dispatch(a) -> int:
+    """Run the parsed command ``a``; returns the exit code (errors reported in one line)."""
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
@@ -612,24 +615,19 @@ def run() -> None:
     idle thread pools) took 0.5 s of a 3-s run (measured). Every other command, and every
     failed or interrupted run, exits normally (``nta batch`` must stop its Dask cluster).
     """
-    argv = sys.argv[1:]
-    rc = main(argv)
-    if rc == 0:
-        try:
-            fast = build_parser().parse_args(argv).command == "process"
-        except SystemExit:  # pragma: no cover - main() parsed the same arguments
-            fast = False
-        if fast:
-            import logging
+    a = build_parser().parse_args(sys.argv[1:])
+    rc = _dispatch(a)
+    if rc == 0 and a.command == "process":
+        import logging
 
-            logging.shutdown()
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    if stream is not None:  # None when the stream was closed (``>&-``)
-                        stream.flush()
-                except (BrokenPipeError, OSError, ValueError):
-                    pass
-            os._exit(0)
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:  # None when the stream was closed (``>&-``)
+                    stream.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+        os._exit(0)
     sys.exit(rc)
 
 

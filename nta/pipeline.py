@@ -258,10 +258,6 @@ def _prefetch(gen, depth: int = 1):
         t.join()
 
 
-#: Write located features from a background thread (:class:`_WriteBehind`); False writes inline.
-_WRITE_BEHIND = True
-
-
 class _WriteBehind:
     """Appends to a :class:`~nta.store.ResultWriter` table in one background thread, in order.
 
@@ -483,7 +479,7 @@ def process(
         raise CalibrationError(f"size window {lo:g}–{hi:g} nm is empty or negative", fix="give --window LOW HIGH with 0 ≤ LOW < HIGH (nm)")
     src = open_frames(input_path, fps=fps)
     fp = None  # background SHA-256 of the input (started once the output is known to be new)
-    linker = None  # linking thread (started with the locating)
+    linker = None  # StreamLinker (made before the background step)
     try:
         cal = make_calibration(
             pixel_size_um=pixel_size_um,
@@ -611,26 +607,21 @@ def process(
             feats = []
             n_frames = 0
             bar = _Progress(progress, n_known, "locate")
-            writer = _WriteBehind(w) if _WRITE_BEHIND else None
+            writer = _WriteBehind(w)
             try:
                 for first, chunk in _prefetch(src.chunks(chunk_size, stop=stop)):
                     # background subtraction fused into the locator (no float32 copy of the chunk)
                     f = locate_frames(chunk, first, diameter=diameter, minmass=mm, locator=locator,
                                       background=bg, invert=invert)
-                    if writer is not None:
-                        writer.append("features", f)  # compressed and written while the next chunk is located
-                    else:
-                        w.append_table("features", f)
+                    writer.append("features", f)  # compressed and written while the next chunk is located
                     feats.append(f)
                     linker.add(f, first, chunk.shape[0])
                     n_frames += chunk.shape[0]
                     bar.update(chunk.shape[0])
                     _check_stop()
-                if writer is not None:
-                    writer.wait()
+                writer.wait()
             finally:
-                if writer is not None:
-                    writer.close()
+                writer.close()
                 bar.close()
             features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
             del feats  # the chunks are in `features` now (and in the file): keep one copy
