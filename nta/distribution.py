@@ -1083,9 +1083,9 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     factors = model.lowrank_factors(float(lowrank_tol)) if lowrank_tol > 0 else None  # cached by the fit
     # the multiplicities, block after block in resample order (successive calls draw the
     # same vectors, in the same order, as one call with size=n_boot), kept as int32 (a count
-    # is at most the number of tracks) and made float64 one block at a time: the float64
-    # (tracks × n_boot) matrix and its int64 draw were the run's peak of memory, growing
-    # with the video's length (34 MB at 2142 tracks)
+    # is at most the number of tracks) and made float64 one block at a time, instead of a
+    # float64 (tracks × n_boot) matrix and its int64 draw (34 MB at 2142 tracks, growing
+    # with the video's length; the run's measured peak RSS did not change with it)
     starts = range(0, n_boot, block)
     draws = {b0: rng.multinomial(idx.size, p, size=min(block, n_boot - b0)).astype(np.int32) for b0 in starts}
 
