@@ -689,12 +689,20 @@ class VideoSource(FrameSource):
             container.close()
 
     @staticmethod
+    def _intra_index(stream):
+        """The demuxer's index entries of an intra-only stream (every entry a keyframe, none
+        to discard, no B-frames: entry order is frame order), or None."""
+        entries = list(stream.index_entries)
+        if not entries or getattr(stream.codec_context, "has_b_frames", 1) or \
+                any(not e.is_keyframe or e.is_discard for e in entries):
+            return None
+        return entries
+
+    @staticmethod
     def _build_seek_pts(container, stream, n):
         """See :meth:`_seek_plan`; returns ``(pts, keyframe_pts)`` or False."""
-        entries = list(stream.index_entries)
-        cc = stream.codec_context
-        if len(entries) == n and not getattr(cc, "has_b_frames", 1) and \
-                all(e.is_keyframe and not e.is_discard and e.size > 0 for e in entries):
+        entries = VideoSource._intra_index(stream)
+        if entries is not None and len(entries) == n and all(e.size > 0 for e in entries):
             ts = np.array([e.timestamp for e in entries], dtype=np.int64)
             if ts.size and np.all(np.diff(ts) > 0):
                 return ts, ts
@@ -839,10 +847,8 @@ class VideoSource(FrameSource):
         try:
             if self.container_format != "avi" or self.n_frames_header is None or stream.time_base is None:
                 return None
-            entries = list(stream.index_entries)
-            if not entries or any(not e.is_keyframe or e.is_discard for e in entries):
-                return None
-            if getattr(stream.codec_context, "has_b_frames", 1):
+            entries = self._intra_index(stream)
+            if entries is None:
                 return None
             size = os.path.getsize(self.path)
             if any(e.pos + e.size > size for e in entries):
