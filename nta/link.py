@@ -583,15 +583,178 @@ def _link_table(feats: pd.DataFrame, radius: float, memory: int) -> pd.DataFrame
     """``feats`` (sorted by frame, not empty) with a ``particle`` column from
     :func:`trackpy.link_iter`: what :func:`trackpy.link` does, with the frame order kept
     stable, so that :class:`StreamLinker` (the same calls, fed while locating) gives the
-    same table."""
+    same table. Long videos are linked in two processes (:func:`_link_ids`)."""
+    out = feats.copy()
+    out["particle"] = _link_ids(list(_frame_coords(feats)), radius, memory)
+    return out
+
+
+#: Linking passes of at least this many features run in two processes (:func:`_link_ids`)
+#: when two CPUs are free for it; smaller ones (~0.2 s of linking) are not worth a fork.
+SPLIT_MIN_FEATURES = 20_000
+
+
+def _split_warmup_frames(memory: int) -> int:
+    """Frames the second process links before its share, to forget its fresh start: the
+    splice check needs ``memory + 2`` agreeing frames, and the predecessors of their
+    features lie up to ``memory + 1`` frames earlier."""
+    return max(30, 4 * (int(memory) + 2))
+
+
+def _can_fork() -> bool:
+    """Linux with fork and at least two CPUs available to this process."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1) >= 2
+
+
+def _link_sequential(coords, radius: float, memory: int, check=None) -> np.ndarray:
+    """Labels of :func:`trackpy.link_iter` over ``coords`` (list of (t, (n, 2) [y, x])),
+    concatenated in frame order, int64; ``check()`` is called after every frame."""
     import trackpy as tp
 
     ids = []
-    for _, labels in tp.link_iter(_frame_coords(feats), float(radius), **_link_kwargs(radius, memory)):
+    for _, labels in tp.link_iter(iter(coords), float(radius), **_link_kwargs(radius, memory)):
         ids.extend(labels)
-    out = feats.copy()
-    out["particle"] = np.asarray(ids, dtype=np.int64)
-    return out
+        if check is not None:
+            check()
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _predecessors(labels: np.ndarray) -> np.ndarray:
+    """For features in frame order with track ``labels``: the index of the previous feature
+    of the same track, or -1 (int64)."""
+    order = np.argsort(labels, kind="stable")  # by track, frame order kept within a track
+    pred = np.full(labels.size, -1, np.int64)
+    same = labels[order[1:]] == labels[order[:-1]]
+    pred[order[1:][same]] = order[:-1][same]
+    return pred
+
+
+def _link_ids(coords: list, radius: float, memory: int, check=None) -> np.ndarray:
+    """Labels of one :func:`trackpy.link_iter` pass over ``coords``, the same as one
+    sequential pass gives (the same partition into tracks; the numbers may differ, and
+    every caller renumbers with :func:`_relabel`), computed in two processes.
+
+    trackpy links frame by frame, and what it does at frame ``t + 1`` depends on the
+    past only through its state after frame ``t``: which features of the last
+    ``memory + 1`` frames end a track so far (no motion predictor is used). So the video
+    is cut at frame ``s``: this process links frames ``[0, s)``, a forked child links
+    ``[s − w, end)`` from a fresh start (``w`` warm-up frames,
+    :func:`_split_warmup_frames`). If, on the last ``memory + 2`` frames before ``s``,
+    every feature has the same predecessor in both runs, both are in the same state
+    after frame ``s − 1`` and the child's links from ``s`` on are the ones this process
+    would make; its tracks are joined to ours through their last feature before ``s``.
+    Otherwise (or if the child fails) this process links on from ``s`` itself, so the
+    result never depends on the split. Used for passes of at least
+    :data:`SPLIT_MIN_FEATURES` features on Linux with two CPUs free; measured on a
+    1500-frame 1280×1024 video: see ``benchmarks/results/pipeline.md``.
+
+    Parameters
+    ----------
+    coords : list of (int, ndarray)
+        ``(t, (n_t, 2) float64 [y, x] px)`` for consecutive frames, as
+        :func:`_frame_coords` gives.
+    radius : float
+        Search radius, px.
+    memory : int
+        trackpy's memory, frames.
+    check : callable, optional
+        Called after every frame this process links (it may raise to stop).
+
+    Returns
+    -------
+    ndarray, (N,) int64
+        Track labels of the N features in frame order.
+    """
+    import mmap
+    import os
+
+    counts = np.fromiter((len(c) for _, c in coords), np.int64, len(coords))
+    n = int(counts.sum())
+    warm = _split_warmup_frames(memory)
+    if n < SPLIT_MIN_FEATURES or len(coords) < 4 * warm or not _can_fork():
+        return _link_sequential(coords, radius, memory, check)
+    cum = np.concatenate([[0], np.cumsum(counts)])  # cum[i]: features in coords[:i]
+    cand = np.arange(warm + 1, len(coords) - 1)
+    s = int(cand[np.argmin(np.abs(cum[cand] - (n - cum[cand - warm])))])  # equal shares
+    c0 = int(cum[s - warm])  # first feature the child labels
+    buf = mmap.mmap(-1, 8 * (n - c0 + 1))  # anonymous, shared with the child
+    import trackpy as tp
+
+    pid = None
+    try:
+        import warnings
+
+        with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork in a threaded process:
+            warnings.simplefilter("ignore", DeprecationWarning)  # the child only links and exits
+            pid = os.fork()
+        if pid == 0:  # child: link [s - warm, end), write the labels, leave at once
+            status = 1
+            try:
+                import trackpy as tp
+
+                tp.quiet()
+                out = np.frombuffer(buf, np.int64)
+                out[1:] = _link_sequential(coords[s - warm:], radius, memory)
+                out[0] = 1
+                status = 0
+            finally:
+                os._exit(status)
+        gen = tp.link_iter(iter(coords), float(radius), **_link_kwargs(radius, memory))
+        ids = []
+        for k, (_, labels) in enumerate(gen):
+            ids.extend(labels)
+            if check is not None:
+                check()
+            if k == s - 1:
+                break
+        _, status = os.waitpid(pid, 0)
+        pid = None
+        own = np.asarray(ids, dtype=np.int64)
+        view = np.frombuffer(buf, np.int64)
+        child = view[1:].copy() if status == 0 and view[0] == 1 else None
+        del view  # no view may outlive the buffer (closed below)
+        if child is not None:
+            w0 = int(cum[s - (memory + 2)])  # first feature of the checked frames
+            pa = _predecessors(own[c0:])  # both relative to feature c0
+            pc = _predecessors(child[: own.size - c0])
+            if np.array_equal(pa[w0 - c0:], pc[w0 - c0:]):
+                # the child's tracks, joined to ours through their last feature before s
+                rest = child[own.size - c0:]
+                head = child[: own.size - c0]
+                last = {}
+                for j in range(w0 - c0, head.size):
+                    last[int(head[j])] = j
+                new = int(own.max()) + 1 if own.size else 0
+                mapped = np.fromiter((own[c0 + last[c]] if c in last else new + c for c in rest.tolist()),
+                                     np.int64, rest.size)
+                log.debug("two-process linking: spliced at frame %d of %d", s, len(coords))
+                return np.concatenate([own, mapped])
+            log.info("two-process linking: the runs disagree before frame %d; linking on in one process", s)
+        else:
+            log.info("two-process linking: the second process failed (status %d); linking on in one process", status)
+        for _, labels in gen:  # go on from frame s in this process (the sequential result)
+            ids.extend(labels)
+            if check is not None:
+                check()
+        return np.asarray(ids, dtype=np.int64)
+    finally:
+        if pid is not None:  # this process raised: stop the child
+            import signal
+
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        buf.close()
 
 
 def _relabel(tracks: pd.DataFrame) -> pd.DataFrame:
@@ -746,6 +909,21 @@ class _Fallback(Exception):
     """Streaming linking gave up (an oversize subnetwork, too few frames): link in one batch."""
 
 
+def _import_linking() -> None:
+    """Import what linking needs (trackpy, with scipy.stats; trackpy's numba functions set
+    to load from the disk cache) and silence trackpy's progress messages. Idempotent; the
+    errors of a failed import are raised again by the linking that needs it."""
+    try:
+        import trackpy as tp
+        from scipy import stats  # noqa: F401 - data_search_radius_px
+
+        from ._jitcache import cache_trackpy_jit
+    except Exception:  # noqa: BLE001 - raised again where trackpy is used
+        return
+    tp.quiet()
+    cache_trackpy_jit()
+
+
 class StreamLinker:
     """:func:`link_features`, fed chunk by chunk while locating goes on.
 
@@ -771,8 +949,10 @@ class StreamLinker:
     :func:`link_features` (which then reduces the radius), so the result never depends
     on streaming.
 
-    With ``follow=False`` no thread is started: the chunks are collected and linked in the
-    caller's thread by :meth:`finish` (the same result). A linking thread also raised
+    With ``follow=False`` no linking thread is started: the chunks are collected and linked
+    in the caller's thread by :meth:`finish` (the same result), each pass in two processes
+    when it is long enough (:func:`_link_ids`); trackpy is imported meanwhile in a short
+    thread started with the first chunk. A linking thread also raised
     the peak memory of a 3000-frame 640×480 run by 30–45 MB (its allocations land in a
     malloc arena of their own). On 2 CPUs, where the locator's
     two threads keep both busy, linking beside them was measured no faster (5 interleaved
@@ -831,6 +1011,7 @@ class StreamLinker:
         self._v_done = None  # velocity final (and summed into _cum) for frames < _v_done
         self._out = {}
         self._thread = None
+        self._imports = None
         if self.follow:
             self._thread = threading.Thread(target=self._run, name="nta-link", daemon=True)
             self._thread.start()
@@ -842,6 +1023,18 @@ class StreamLinker:
         fr = features["frame"].to_numpy(np.int64)
         xy = features[["x", "y"]].to_numpy(np.float64)
         self._q.put(("chunk", fr, xy, int(first_frame), int(n_frames)))
+        if not self.follow and self._imports is None:
+            # trackpy's import (with scipy.stats: 0.6-0.7 s of Python holding the GIL) in a
+            # thread beside the locator, not in finish(). Measured against importing in
+            # finish(), 3-4 interleaved runs each: 1500 frames 640×480 4.53 vs 4.87 s,
+            # 1280×1024 13.7 vs 14.0 s (median); the peak RSS rises 35 MB (the thread's
+            # allocations land in a malloc arena of their own). Started with the first
+            # chunk, not before the background step: there it held up the sampled frames'
+            # decoding (Python between PyAV calls waits for the GIL), 0.3 s more for 640×480.
+            import threading
+
+            self._imports = threading.Thread(target=_import_linking, name="nta-import", daemon=True)
+            self._imports.start()
 
     def cancel(self) -> None:
         """Stop the thread (the run is ending without linking); returns at once."""
@@ -861,6 +1054,8 @@ class StreamLinker:
         if self._thread is not None:
             self._thread.join()
         else:
+            if self._imports is not None:
+                self._imports.join()
             self._run()  # follow=False: link here, in the caller's thread (one malloc arena)
         if "error" in self._out:
             raise self._out["error"]
@@ -892,12 +1087,7 @@ class StreamLinker:
     # ---- linking thread ----------------------------------------------------------------
     def _run(self):
         try:
-            import trackpy as tp
-
-            from ._jitcache import cache_trackpy_jit
-
-            tp.quiet()
-            cache_trackpy_jit()
+            _import_linking()
             self._link()
         except _Cancelled:
             pass
@@ -1024,16 +1214,23 @@ class StreamLinker:
             t += 1
 
     def _pass(self, radius, stop_at_prefix=False):
-        """One linking pass; returns the labels of the features it saw, in frame order."""
+        """One linking pass; returns the labels of the features it saw, in frame order.
+        Following the locator, frames are linked as they come; otherwise every frame is
+        there and the pass may run in two processes (:func:`_link_ids`)."""
         import trackpy as tp
 
-        ids = []
         self._prefix_stop = False
+        if not self.follow:
+            return _link_ids(list(self._coords(stop_at_prefix)), radius, self.memory, check=self._check_cancel)
+        ids = []
         for _, labels in tp.link_iter(self._coords(stop_at_prefix), float(radius), **_link_kwargs(radius, self.memory)):
             ids.extend(labels)
-            if self._cancelled:
-                raise _Cancelled()
+            self._check_cancel()
         return np.asarray(ids, dtype=np.int64)
+
+    def _check_cancel(self):
+        if self._cancelled:
+            raise _Cancelled()
 
     def _cum_frame(self, upto):
         """The cumulative drift of frames f0 .. ``upto`` as :func:`_cumulative` gives it."""
