@@ -31,12 +31,28 @@ def _partition(ids):
     return L._predecessors(np.asarray(ids))
 
 
-def _no_children_left():
-    try:
-        pid, _ = os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False  # a child still running (or a zombie not reaped)
+def _children() -> set:
+    """Processes (running or zombie) whose parent is this one, from /proc."""
+    me = os.getpid()
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                out.add(int(d))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_child_left():
+    """Every test here must leave no child of its own behind (reaped, not a zombie)."""
+    before = _children()
+    yield
+    assert _children() <= before
 
 
 @pytest.mark.parametrize("radius", [R_PHYS, 6.0])
@@ -50,7 +66,6 @@ def test_split_equals_sequential(feats, radius, monkeypatch, caplog):
     assert par.shape == seq.shape
     np.testing.assert_array_equal(_partition(par), _partition(seq))
     assert np.unique(par).size == np.unique(seq).size > 100
-    assert _no_children_left()
 
 
 def test_predecessors():
@@ -72,7 +87,6 @@ def test_child_failure_falls_back(feats, monkeypatch, caplog):
         par = L._link_ids(coords, R_PHYS, 3)
     assert any("second process failed" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(_partition(par), _partition(seq))
-    assert _no_children_left()
 
 
 def test_disagreement_falls_back(feats, monkeypatch, caplog):
@@ -100,7 +114,6 @@ def test_stop_in_parent_kills_child(feats, monkeypatch):
 
     with pytest.raises(KeyboardInterrupt):
         L._link_ids(coords, R_PHYS, 3, check=check)
-    assert _no_children_left()
 
 
 def test_small_pass_stays_in_one_process(feats, monkeypatch):
