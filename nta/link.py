@@ -688,16 +688,24 @@ def _link_ids(coords: list, radius: float, memory: int, check=None) -> np.ndarra
     cand = np.arange(warm + 1, len(coords) - 1)
     s = int(cand[np.argmin(np.abs(cum[cand] - (n - cum[cand - warm])))])  # equal shares
     c0 = int(cum[s - warm])  # first feature the child labels
-    buf = mmap.mmap(-1, 8 * (n - c0 + 1))  # anonymous, shared with the child
+    import warnings
+
     import trackpy as tp
 
+    try:
+        buf = mmap.mmap(-1, 8 * (n - c0 + 1))  # anonymous, shared with the child
+    except OSError as e:
+        log.info("two-process linking not possible (%s); linking in one process", e)
+        return _link_sequential(coords, radius, memory, check)
     pid = None
     try:
-        import warnings
-
-        with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork in a threaded process:
-            warnings.simplefilter("ignore", DeprecationWarning)  # the child only links and exits
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork in a threaded process:
+                warnings.simplefilter("ignore", DeprecationWarning)  # the child only links and exits
+                pid = os.fork()
+        except OSError as e:  # no process to spare (limits, memory): one process, as before
+            log.info("two-process linking not possible (%s); linking in one process", e)
+            return _link_sequential(coords, radius, memory, check)
         if pid == 0:  # child: link [s - warm, end), write the labels, leave at once
             status = 1
             try:

@@ -136,3 +136,18 @@ def test_link_features_and_stream_with_split(feats, monkeypatch, follow):
         sl.add(feats[m], first, min(64, 400 - first))
     _same(ref, sl.finish(feats))
     assert ref.search_range_px < R_PHYS and ref.tracks["particle"].nunique() > 100
+
+
+def test_fork_failure_falls_back(feats, monkeypatch, caplog):
+    coords = _coords(feats)
+    seq = L._link_sequential(coords, R_PHYS, 3)
+    monkeypatch.setattr(L, "SPLIT_MIN_FEATURES", 0)
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    with caplog.at_level(logging.INFO, logger="nta.link"):
+        par = L._link_ids(coords, R_PHYS, 3)
+    assert any("not possible" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(_partition(par), _partition(seq))
