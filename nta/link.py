@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
+import signal
 
 import numpy as np
 import pandas as pd
@@ -604,7 +606,6 @@ def _split_warmup_frames(memory: int) -> int:
 
 def _can_fork() -> bool:
     """Linux with fork and at least two CPUs available to this process."""
-    import os
     import sys
 
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
@@ -677,7 +678,6 @@ def _link_ids(coords: list, radius: float, memory: int, check=None) -> np.ndarra
         Track labels of the N features in frame order.
     """
     import mmap
-    import os
 
     counts = np.fromiter((len(c) for _, c in coords), np.int64, len(coords))
     n = int(counts.sum())
@@ -697,27 +697,28 @@ def _link_ids(coords: list, radius: float, memory: int, check=None) -> np.ndarra
     except OSError as e:
         log.info("two-process linking not possible (%s); linking in one process", e)
         return _link_sequential(coords, radius, memory, check)
+    parent = os.getpid()
     pid = None
     try:
+        # SIGINT and SIGTERM are blocked across the fork and stay blocked in the child: no
+        # Python signal handler can raise in the child before it is inside its own
+        # try/os._exit (an exception escaping there would run this function's clean-up
+        # in the child); a signal pending meanwhile reaches this process when it unblocks
+        # them, with the child's pid known, so the clean-up below stops the child
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork in a threaded process:
                 warnings.simplefilter("ignore", DeprecationWarning)  # the child only links and exits
                 pid = os.fork()
+                if pid == 0:
+                    _split_child(buf, coords[s - warm:], radius, memory, parent)  # never returns
         except OSError as e:  # no process to spare (limits, memory): one process, as before
             log.info("two-process linking not possible (%s); linking in one process", e)
+        finally:
+            if os.getpid() == parent:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if not pid:
             return _link_sequential(coords, radius, memory, check)
-        if pid == 0:  # child: link [s - warm, end), write the labels, leave at once
-            status = 1
-            try:
-                import trackpy as tp
-
-                tp.quiet()
-                out = np.frombuffer(buf, np.int64)
-                out[1:] = _link_sequential(coords[s - warm:], radius, memory)
-                out[0] = 1
-                status = 0
-            finally:
-                os._exit(status)
         gen = tp.link_iter(iter(coords), float(radius), **_link_kwargs(radius, memory))
         ids = []
         for k, (_, labels) in enumerate(gen):
@@ -757,15 +758,42 @@ def _link_ids(coords: list, radius: float, memory: int, check=None) -> np.ndarra
                 check()
         return np.asarray(ids, dtype=np.int64)
     finally:
-        if pid is not None:  # this process raised: stop the child
-            import signal
-
+        if os.getpid() != parent:  # never the child's way out (see _split_child)
+            os._exit(1)
+        if pid:  # this process raised while the child runs: stop it
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass
         buf.close()
+
+
+def _split_child(buf, coords, radius: float, memory: int, parent: int) -> None:
+    """The forked process of :func:`_link_ids`: link ``coords``, write the labels into the
+    shared ``buf`` (flag, then labels), and leave with ``os._exit`` whatever happens
+    (never returning into the caller's code: no clean-up of the parent's objects runs
+    here). It dies with its parent (``PR_SET_PDEATHSIG``): killed with ``kill -9`` the
+    parent would otherwise leave it linking on, holding the output's lock."""
+    status = 1
+    try:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - only a safeguard
+            pass
+        if os.getppid() != parent:  # the parent died before the safeguard was set
+            return
+        import trackpy as tp
+
+        tp.quiet()
+        out = np.frombuffer(buf, np.int64)
+        out[1:] = _link_sequential(coords, radius, memory)
+        out[0] = 1
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def _relabel(tracks: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -151,3 +152,78 @@ def test_fork_failure_falls_back(feats, monkeypatch, caplog):
         par = L._link_ids(coords, R_PHYS, 3)
     assert any("not possible" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(_partition(par), _partition(seq))
+
+
+def test_child_exception_never_runs_parent_code(feats, monkeypatch, caplog):
+    """An exception raised in the child outside its own try (here the whole child function
+    raises, as a signal landing right after the fork could) must end the child, not run
+    the parent's clean-up in it (which once meant os.kill(0, SIGKILL): the whole process
+    group, this test runner included)."""
+    coords = _coords(feats)
+    seq = L._link_sequential(coords, R_PHYS, 3)
+    monkeypatch.setattr(L, "SPLIT_MIN_FEATURES", 0)
+
+    def escaping(*a, **k):
+        raise KeyboardInterrupt("signal in the child")
+
+    monkeypatch.setattr(L, "_split_child", escaping)
+    with caplog.at_level(logging.INFO, logger="nta.link"):
+        par = L._link_ids(coords, R_PHYS, 3)
+    assert any("second process failed" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(_partition(par), _partition(seq))
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import nta.link as L
+from test_link_stream import R_PHYS, _features
+f = _features(size_nm=150.0, ppf=60, n_frames=400, seed=5)
+coords = list(L._frame_coords(f.sort_values("frame", kind="stable").reset_index(drop=True)))
+L.SPLIT_MIN_FEATURES = 0
+orig = L._link_sequential
+def slow(*a, **k):  # only the child calls it: report its pid, then take a long time
+    with open({pidfile!r}, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(60)
+    return orig(*a, **k)
+L._link_sequential = slow
+L._link_ids(coords, R_PHYS, 3)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    except OSError:
+        return False
+
+
+def test_child_dies_with_killed_parent(tmp_path):
+    """kill -9 of the parent must not leave the child linking on (it would hold the
+    output's lock): the child is set to die with its parent."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    script = _ORPHAN_SCRIPT.format(tests=str(Path(__file__).parent), pidfile=str(pidfile))
+    p = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        t0 = time.monotonic()
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() - t0 < 60:
+            assert p.poll() is None, "the parent ended before the child started"
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        assert _alive(child)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        t0 = time.monotonic()
+        while _alive(child) and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        assert not _alive(child), "the child outlived its killed parent"
+    finally:
+        if p.poll() is None:
+            p.kill()
