@@ -162,8 +162,6 @@ def _versions() -> dict:
 
 #: Fewest CPUs for the linking thread to link frames while the locator runs (below: after it).
 FOLLOW_MIN_CPUS = 3
-#: The input's SHA-256 runs at the lowest CPU priority (:class:`_Background`, ``idle``).
-_IDLE_HASH = True
 
 
 def _follow_locator(locator: str) -> bool:
@@ -298,36 +296,16 @@ class _WriteBehind:
         self._ex.shutdown(wait=True)
 
 
-def _lowest_priority() -> None:
-    """Give the calling thread the lowest CPU priority (nice 19; Linux: per thread), so that
-    it runs on CPU time the other threads leave idle; no effect where that is not possible."""
-    import os
-    import threading
-
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-
-
 class _Background:
-    """``fn(*args, cancel=event)`` run in a daemon thread; :meth:`result` joins it.
+    """``fn(*args, cancel=event)`` run in a daemon thread; :meth:`result` joins it."""
 
-    With ``idle=True`` the thread runs at the lowest CPU priority (:func:`_lowest_priority`):
-    the input's SHA-256 then fills the CPU time the run leaves idle (the single-threaded
-    background, spot-size and linking steps) instead of taking it from the locator's
-    threads. Only for work that holds the GIL for short moments (hashlib and file reads
-    release it): a starved thread holding the GIL would stall the others."""
-
-    def __init__(self, fn, *args, idle: bool = False):
+    def __init__(self, fn, *args):
         import threading
 
         self._event = threading.Event()
         self._out = {}
 
         def run():
-            if idle:
-                _lowest_priority()
             try:
                 self._out["value"] = fn(*args, cancel=self._event)
             except BaseException as e:  # noqa: BLE001 - re-raised by result()
@@ -543,7 +521,7 @@ def process(
         # the file is marked complete; until then provenance ``inputs`` holds only the path
         # (the file is marked incomplete meanwhile, so nothing trusts it)
         if isinstance(input_path, Path):
-            fp = _Background(file_fingerprint, input_path, idle=_IDLE_HASH)
+            fp = _Background(file_fingerprint, input_path)
         # the linker collects each chunk's features as they are located (default radius: two
         # passes, the second with the radius of the fastest population the first finds, never
         # above the physics radius; a --search-range is used as given). From 3 CPUs a thread

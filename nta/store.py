@@ -166,7 +166,7 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def file_fingerprint(path, *, chunk_bytes: int = 1 << 22, cancel=None) -> dict | None:
+def file_fingerprint(path, *, chunk_bytes: int = 1 << 20, cancel=None) -> dict | None:
     """Path, size and SHA-256 of an input file (or of every file in a folder, in order).
 
     Parameters
@@ -185,8 +185,6 @@ def file_fingerprint(path, *, chunk_bytes: int = 1 << 22, cancel=None) -> dict |
     p = Path(path)
     h = hashlib.sha256()
     size = 0
-    buf = bytearray(int(chunk_bytes))
-    view = memoryview(buf)
     if p.is_dir():
         from .io import natural_sort_key  # local: keeps store free of reader imports at load
 
@@ -196,15 +194,15 @@ def file_fingerprint(path, *, chunk_bytes: int = 1 << 22, cancel=None) -> dict |
     for f in files:
         if p.is_dir():
             h.update(f.name.encode())
-        with open(f, "rb", buffering=0) as fh:
+        with open(f, "rb") as fh:
             while True:
                 if cancel is not None and cancel.is_set():
                     return None
-                n = fh.readinto(buf)  # one reused buffer: no allocation per chunk
-                if not n:
+                b = fh.read(chunk_bytes)
+                if not b:
                     break
-                size += n
-                h.update(view[:n])
+                size += len(b)
+                h.update(b)
     return {"path": str(p.resolve()), "size_bytes": size, "sha256": h.hexdigest()}
 
 

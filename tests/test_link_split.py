@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import nta.link as L
@@ -75,31 +74,39 @@ def test_predecessors():
     assert L._predecessors(np.zeros(0, np.int64)).size == 0
 
 
-def test_child_failure_falls_back(feats, monkeypatch, caplog):
+def _raise(exc):
+    def f(*a, **k):
+        raise exc
+    return f
+
+
+# (what is patched, replacement, message logged): each way the split can fail must end in
+# one process's result, the sequential one
+_FALLBACKS = {
+    # the child fails in its work (only the child calls _link_sequential when split)
+    "child fails": ("_link_sequential", _raise(RuntimeError("child broke")), "second process failed"),
+    # an exception raised in the child outside its own try (as a signal landing right after
+    # the fork could) must end the child, never run the parent's clean-up in it (which once
+    # meant os.kill(0, SIGKILL): the whole process group, this test runner included)
+    "child escapes": ("_split_child", _raise(KeyboardInterrupt("signal in the child")), "second process failed"),
+    # no warm-up: the child starts its tracks fresh inside the checked frames, the runs
+    # disagree there and this process links on by itself
+    "runs disagree": ("_split_warmup_frames", lambda memory: int(memory) + 2, "disagree"),
+    # no process to spare (process limits, memory)
+    "fork refused": ("fork", _raise(BlockingIOError(11, "Resource temporarily unavailable")), "not possible"),
+}
+
+
+@pytest.mark.parametrize("case", list(_FALLBACKS))
+def test_failures_fall_back_to_one_process(feats, monkeypatch, caplog, case):
+    name, replacement, message = _FALLBACKS[case]
     coords = _coords(feats)
     seq = L._link_sequential(coords, R_PHYS, 3)
     monkeypatch.setattr(L, "SPLIT_MIN_FEATURES", 0)
-
-    def broken(*a, **k):  # only the child calls it: the parent links through link_iter itself
-        raise RuntimeError("child broke")
-
-    monkeypatch.setattr(L, "_link_sequential", broken)
+    monkeypatch.setattr(os if name == "fork" else L, name, replacement)
     with caplog.at_level(logging.INFO, logger="nta.link"):
         par = L._link_ids(coords, R_PHYS, 3)
-    assert any("second process failed" in r.getMessage() for r in caplog.records)
-    np.testing.assert_array_equal(_partition(par), _partition(seq))
-
-
-def test_disagreement_falls_back(feats, monkeypatch, caplog):
-    """A child with no warm-up starts its tracks fresh inside the checked frames: the runs
-    disagree there and this process links on by itself."""
-    coords = _coords(feats)
-    seq = L._link_sequential(coords, R_PHYS, 3)
-    monkeypatch.setattr(L, "SPLIT_MIN_FEATURES", 0)
-    monkeypatch.setattr(L, "_split_warmup_frames", lambda memory: int(memory) + 2)
-    with caplog.at_level(logging.INFO, logger="nta.link"):
-        par = L._link_ids(coords, R_PHYS, 3)
-    assert any("disagree" in r.getMessage() for r in caplog.records)
+    assert any(message in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(_partition(par), _partition(seq))
 
 
@@ -137,40 +144,6 @@ def test_link_features_and_stream_with_split(feats, monkeypatch, follow):
         sl.add(feats[m], first, min(64, 400 - first))
     _same(ref, sl.finish(feats))
     assert ref.search_range_px < R_PHYS and ref.tracks["particle"].nunique() > 100
-
-
-def test_fork_failure_falls_back(feats, monkeypatch, caplog):
-    coords = _coords(feats)
-    seq = L._link_sequential(coords, R_PHYS, 3)
-    monkeypatch.setattr(L, "SPLIT_MIN_FEATURES", 0)
-
-    def no_fork():
-        raise BlockingIOError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setattr(os, "fork", no_fork)
-    with caplog.at_level(logging.INFO, logger="nta.link"):
-        par = L._link_ids(coords, R_PHYS, 3)
-    assert any("not possible" in r.getMessage() for r in caplog.records)
-    np.testing.assert_array_equal(_partition(par), _partition(seq))
-
-
-def test_child_exception_never_runs_parent_code(feats, monkeypatch, caplog):
-    """An exception raised in the child outside its own try (here the whole child function
-    raises, as a signal landing right after the fork could) must end the child, not run
-    the parent's clean-up in it (which once meant os.kill(0, SIGKILL): the whole process
-    group, this test runner included)."""
-    coords = _coords(feats)
-    seq = L._link_sequential(coords, R_PHYS, 3)
-    monkeypatch.setattr(L, "SPLIT_MIN_FEATURES", 0)
-
-    def escaping(*a, **k):
-        raise KeyboardInterrupt("signal in the child")
-
-    monkeypatch.setattr(L, "_split_child", escaping)
-    with caplog.at_level(logging.INFO, logger="nta.link"):
-        par = L._link_ids(coords, R_PHYS, 3)
-    assert any("second process failed" in r.getMessage() for r in caplog.records)
-    np.testing.assert_array_equal(_partition(par), _partition(seq))
 
 
 _ORPHAN_SCRIPT = """
