@@ -1107,8 +1107,13 @@ class StreamLinker:
                                  min_track_length=self.min_track_length)
         o = self._out
         self._release()
+        # frame order (as link_features sorts); the pipeline's chunks come in order already,
+        # and then no reordered copy of the table is made (pandas copies on write: the
+        # caller's table is never changed by the columns set below)
         feats = features.reset_index(drop=True)
-        feats = feats.iloc[np.argsort(feats["frame"].to_numpy(), kind="stable")].reset_index(drop=True).copy()
+        fr = feats["frame"].to_numpy()
+        if fr.size > 1 and np.any(fr[1:] < fr[:-1]):
+            feats = feats.iloc[np.argsort(fr, kind="stable")].reset_index(drop=True)
         if len(feats) != len(o["ids"]):
             raise RuntimeError(f"streaming linker saw {len(o['ids'])} features, the table holds {len(feats)}")
         cum = o["cum"]
