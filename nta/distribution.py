@@ -188,8 +188,13 @@ def bootstrap_ci(diameters_nm, statistic, *, n_boot: int = 1000, level: float = 
     return (float(lo), float(hi))
 
 
-#: Elements (resamples × tracks) gathered at once by :func:`_summary_cis` (16 MB of float64).
-_SUMMARY_BOOT_ELEMENTS = 2_000_000
+#: Elements (resamples × tracks) gathered at once by :func:`_summary_cis` (2 MB of float64).
+#: Results do not depend on it. At 2 000 000 its blocks (the index, the gathered sizes and
+#: the median's copy) were the peak of a long run's memory, growing with the number of
+#: tracks; measured with tracemalloc (1000 resamples): 549 / 2142 / 4011 tracks peak 14.0 /
+#: 32.3 / 48.1 MB at 2 000 000, 6.2 / 6.0 / 6.0 MB at 250 000, in the same time (0.31–0.37 s)
+#: and with bit-identical CIs.
+_SUMMARY_BOOT_ELEMENTS = 250_000
 
 
 def _summary_cis(d, window_nm, *, n_boot: int, seed: int, level: float = 0.95) -> dict:
@@ -898,6 +903,10 @@ BOOT_BLOCK_ELEMENTS = 2_000_000
 EM_LOWRANK_TOL = 1e-10
 
 
+#: Elements (rows × rank) of the rank criterion of :func:`_lowrank_factors` computed at once.
+_LOWRANK_BLOCK_ELEMENTS = 250_000
+
+
 def _lowrank_factors(lik, tol: float = EM_LOWRANK_TOL):
     """Truncated SVD of the likelihood matrix for :func:`_em_batch`, or None.
 
@@ -935,9 +944,17 @@ def _lowrank_factors(lik, tol: float = EM_LOWRANK_TOL):
     r_fac = np.linalg.qr(lik, mode="r")
     _, _, vt = np.linalg.svd(r_fac, full_matrices=False)
     lfull = lik @ vt.T  # (K, n) coordinates of each row in the right singular basis
-    tail = np.cumsum((lfull * lfull)[:, ::-1], axis=1)[:, ::-1]  # tail[k, r] = Σ_{i ≥ r} lfull[k, i]²
     n = lfull.shape[1]
-    crit = np.max(np.sqrt(tail) / floor[:, None], axis=0)  # crit[r]: worst row's ‖E_k‖₂ / min_j p_kj at rank r
+    # crit[r]: the worst row's ‖E_k‖₂ / min_j p_kj at rank r, from tail[k, r] = Σ_{i ≥ r}
+    # lfull[k, i]², over blocks of rows (the same maxima; the (K, n) temporaries of the whole
+    # matrix at once were, after the bootstrap CIs' blocks, the peak of a long run's memory:
+    # 27.3 MB for 2142 tracks, measured with tracemalloc)
+    crit = np.zeros(n)
+    step = max(1, _LOWRANK_BLOCK_ELEMENTS // n)
+    for k0 in range(0, k_n, step):
+        lb = lfull[k0:k0 + step]
+        tail = np.cumsum((lb * lb)[:, ::-1], axis=1)[:, ::-1]
+        np.maximum(crit, np.max(np.sqrt(tail) / floor[k0:k0 + step, None], axis=0), out=crit)
     ok = np.flatnonzero(crit <= tol)
     r = int(ok[0]) if ok.size else n
     if r == 0 or r * (k_n + g_n) > 0.6 * k_n * g_n:
