@@ -617,7 +617,7 @@ def _can_fork() -> bool:
 
 
 def _link_sequential(coords, radius: float, memory: int, check=None) -> np.ndarray:
-    """Labels of :func:`trackpy.link_iter` over ``coords`` (list of (t, (n, 2) [y, x])),
+    """Labels of :func:`trackpy.link_iter` over ``coords`` (iterable of (t, (n, 2) [y, x])),
     concatenated in frame order, int64; ``check()`` is called after every frame."""
     import trackpy as tp
 
@@ -1261,16 +1261,11 @@ class StreamLinker:
         """One linking pass; returns the labels of the features it saw, in frame order.
         Following the locator, frames are linked as they come; otherwise every frame is
         there and the pass may run in two processes (:func:`_link_ids`)."""
-        import trackpy as tp
-
         self._prefix_stop = False
+        coords = self._coords(stop_at_prefix)
         if not self.follow:
-            return _link_ids(list(self._coords(stop_at_prefix)), radius, self.memory, check=self._check_cancel)
-        ids = []
-        for _, labels in tp.link_iter(self._coords(stop_at_prefix), float(radius), **_link_kwargs(radius, self.memory)):
-            ids.extend(labels)
-            self._check_cancel()
-        return np.asarray(ids, dtype=np.int64)
+            return _link_ids(list(coords), radius, self.memory, check=self._check_cancel)
+        return _link_sequential(coords, radius, self.memory, check=self._check_cancel)
 
     def _check_cancel(self):
         if self._cancelled:
