@@ -111,7 +111,7 @@ def make_scratch(shape):
         np.empty((_MAXDIL, W), np.uint8),  # vh: van Herk suffix maxima of a block of rows
         np.empty(W, np.float64),  # ga: boxcar column sums
         np.empty((_MAXDIL, W), np.uint8),  # ba: candidate flags of a block of rows
-        np.empty(W, np.uint8),  # rowu: max-filter row
+        np.empty((2, W + 2 * _MAXDIL), np.uint8),  # rowu: padded rows of the horizontal max filter
         np.empty((_MAXDIL, W), np.uint8),  # vg: van Herk prefix maxima of the next block
     )
 
@@ -384,34 +384,58 @@ def _quantize(bp, scale, q):
 
 
 @numba.njit(cache=True, nogil=True)
+def _max2(u, v, out):
+    """out = maximum(u, v) elementwise (uint8, same lengths)."""
+    for x in range(out.shape[0]):
+        a = u[x]
+        b = v[x]
+        out[x] = a if a > b else b
+
+
+@numba.njit(cache=True, nogil=True)
 def _hmax(q, dil, hm, rowu):
-    """Horizontal max filter of q over offsets -lo .. dil-1-lo (zero outside) into hm."""
+    """Horizontal max filter of q over offsets -lo .. dil-1-lo (zero outside) into hm.
+
+    By doubling: the row, zero-padded to columns ``-lo .. W-1+hi`` (``n = W + dil − 1``
+    entries, zeros after them), goes through passes ``a[x] ← max(a[x], a[x + s])`` for
+    s = 1, 2, 4, … < p (ping-ponging between ``rowu[0]`` and ``rowu[1]``), which leave at x
+    the maximum of the p = 2^k ≤ dil columns from x; the window of ``dil`` columns at x is
+    then ``max(a[x], a[x + dil − p])`` (two windows of p that cover it exactly). So
+    log2 p + 1 vector passes per row instead of dil. Max is exact: the same result.
+
+    ``rowu`` is (2, ≥ W + 2·dil) uint8 scratch.
+    """
     H, W = q.shape
     lo = dil // 2 - (0 if dil % 2 else 1)  # scipy's origin for even sides
-    hi = dil - 1 - lo
+    n = W + dil - 1  # padded row: image column c at lo + c
+    p = 1
+    while 2 * p <= dil:
+        p *= 2
+    r0 = rowu[0]
+    r1 = rowu[1]
+    for x in range(n, n + p):  # windows running past the padded row read zeros
+        r0[x] = 0
+        r1[x] = 0
     for y in range(H):
         qy = q[y]
+        for x in range(lo):
+            r0[x] = 0
+        for x in range(lo + W, n):
+            r0[x] = 0
+        dst = r0[lo:lo + W]
         for x in range(W):
-            rowu[x] = 0
-        for k in range(-lo, hi + 1):
-            if k >= 0:
-                if k >= W:
-                    continue
-                src = qy[k:W]
-                dst = rowu[0:W - k]
+            dst[x] = qy[x]
+        s = 1
+        odd = False  # the current maxima are in rowu[1]
+        while s < p:
+            if odd:
+                _max2(r1[0:n], r1[s:s + n], r0[0:n])
             else:
-                if -k >= W:
-                    continue
-                src = qy[0:W + k]
-                dst = rowu[-k:W]
-            n = src.shape[0]
-            for x in range(n):
-                a = dst[x]
-                b = src[x]
-                dst[x] = a if a > b else b
-        hmy = hm[y]
-        for x in range(W):
-            hmy[x] = rowu[x]
+                _max2(r0[0:n], r0[s:s + n], r1[0:n])
+            odd = not odd
+            s *= 2
+        a = r1 if odd else r0
+        _max2(a[0:W], a[dil - p:dil - p + W], hm[y])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -428,8 +452,33 @@ def _vh_row(hm, e, lo, H, dst):
 
 
 @numba.njit(cache=True, nogil=True)
-def _collect(flags, b0, dil, ylo, yhi, xlo, xhi, nw, W, cy, cx, nc):
-    """Append (y, x) of the flagged pixels of a block's rows to cy, cx (room is there); new count."""
+def _count_flags(fl, nw, W):
+    """Number of set bytes (0/1 flags) of row ``fl`` (W,), summed 8 bytes at a time as
+    64-bit words (SWAR: byte lanes hold at most 255 words' worth, then fold)."""
+    fw = fl[: nw * 8].view(np.uint64)
+    lo8 = np.uint64(0x00FF00FF00FF00FF)
+    ones16 = np.uint64(0x0001000100010001)
+    total = 0
+    w = 0
+    while w < nw:
+        w1 = min(nw, w + 255)
+        acc = np.uint64(0)
+        for k in range(w, w1):
+            acc += fw[k]
+        pairs = (acc & lo8) + ((acc >> np.uint64(8)) & lo8)  # 4 lanes of 16 bits, ≤ 2040 each
+        total += np.int64((pairs * ones16) >> np.uint64(48))
+        w = w1
+    for x in range(nw * 8, W):
+        total += np.int64(fl[x])
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _collect(flags, b0, dil, ylo, yhi, nw, W, cy, cx, nc):
+    """Append (y, x) of the flagged pixels of a block's rows to cy, cx; new count.
+
+    Branch-free within a word: every position is written and the count advances by its
+    flag, so cy, cx need room for the flagged pixels plus 8."""
     for j in range(dil):
         y = b0 + j
         if y < ylo or y > yhi:
@@ -442,10 +491,9 @@ def _collect(flags, b0, dil, ylo, yhi, xlo, xhi, nw, W, cy, cx, nc):
             x0 = w * 8
             x1 = x0 + 8 if w < nw else W
             for x in range(x0, x1):
-                if fl[x] and x >= xlo and x <= xhi:
-                    cy[nc] = y
-                    cx[nc] = x
-                    nc += 1
+                cy[nc] = y
+                cx[nc] = x
+                nc += np.int64(fl[x])
     return nc
 
 
@@ -514,7 +562,8 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
                     d[x] = pv[x]
             _vh_row(hm, b0 + dil + j, lo, H, d)
         # flags of the block's rows first, then the scan: reading a row's flags as 64-bit
-        # words right after writing them byte by byte stalls on store-to-load forwarding
+        # words right after writing them byte by byte stalls on store-to-load forwarding.
+        # Flags in the side margins are cleared, so the count and the scan need no bounds.
         for j in range(dil):
             y = b0 + j
             if y < ylo or y > yhi:
@@ -534,19 +583,21 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
                     b = gv[x]
                     m = a if a > b else b
                     fl[x] = np.uint8(1) if (v >= tu) & (v == m) else np.uint8(0)
+            for x in range(min(xlo, W)):
+                fl[x] = 0
+            for x in range(xhi + 1, W):
+                fl[x] = 0
         # grow the candidate arrays once per block (not inside the scan)
         nb = 0
         for j in range(dil):
             y = b0 + j
             if y < ylo or y > yhi:
                 continue
-            fl = flags[j]
-            for x in range(xlo, xhi + 1):
-                nb += fl[x]
+            nb += _count_flags(flags[j], nw, W)
         if nb == 0:
             continue
-        if nc + nb > cap:
-            while nc + nb > cap:
+        if nc + nb + 8 > cap:
+            while nc + nb + 8 > cap:
                 cap *= 2
             ny = np.empty(cap, np.int64)
             nx = np.empty(cap, np.int64)
@@ -554,7 +605,7 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
             nx[:nc] = cx[:nc]
             cy = ny
             cx = nx
-        nc = _collect(flags, b0, dil, ylo, yhi, xlo, xhi, nw, W, cy, cx, nc)
+        nc = _collect(flags, b0, dil, ylo, yhi, nw, W, cy, cx, nc)
     return cy[:nc], cx[:nc]
 
 

@@ -204,9 +204,9 @@ def test_building_blocks_against_numpy_and_scipy():
     assert np.isnan(K._percentile_threshold(np.zeros(256, np.int64), 64.0))
     # horizontal + vertical max filters equal scipy's grey dilation (odd and even sides)
     q = rng.integers(0, 256, (37, 53)).astype(np.uint8)
-    for dil in (3, 8, 11, 14, 25):
+    for dil in (1, 2, 3, 8, 11, 14, 16, 17, 25, 32, 33, 60):
         hm = np.empty_like(q)
-        K._hmax(q, dil, hm, np.empty(53, np.uint8))
+        K._hmax(q, dil, hm, np.full((2, 53 + 2 * dil), 7, np.uint8))  # scratch starts dirty
         dl = ndimage.grey_dilation(q, (dil, dil), mode="constant")
         lo = dil // 2 - (0 if dil % 2 else 1)
         hi = dil - 1 - lo
