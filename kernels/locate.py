@@ -101,11 +101,14 @@ def dilation_size(separation: float) -> int:
 def make_scratch(shape):
     """Work buffers for :func:`locate_frame` on frames of ``shape`` (H, W); one set per thread."""
     H, W = int(shape[0]), int(shape[1])
+    # q lives in a zero-padded buffer whose 64-bit words the mask sums read 16 bytes at a
+    # time (:func:`_mask_sums16`): room for reads up to 16 bytes past the last mask row
+    qbuf = np.zeros(((H * W + 32) + 7) // 8, np.uint64)
     return (
         np.empty((_RING, W), np.float32),  # th: horizontal Gaussian pass (ring of rows)
         np.empty((_RING, W), np.float32),  # tb: horizontal boxcar sums (ring of rows)
         np.empty((H, W), np.float32),  # bp: band-passed image
-        np.empty((H, W), np.uint8),  # q: 8-bit image
+        qbuf.view(np.uint8)[: H * W].reshape(H, W),  # q: 8-bit image
         np.empty((H, W), np.uint8),  # hm: horizontal max filter of q
         np.empty((_ROWS, W + 2 * _PAD), np.float32),  # pe: padded rows of the raw image
         np.empty((_MAXDIL, W), np.uint8),  # vh: van Herk suffix maxima of a block of rows
@@ -113,6 +116,7 @@ def make_scratch(shape):
         np.empty((_MAXDIL, W), np.uint8),  # ba: candidate flags of a block of rows
         np.empty((2, W + 2 * _MAXDIL), np.uint8),  # rowu: padded rows of the horizontal max filter
         np.empty((_MAXDIL, W), np.uint8),  # vg: van Herk prefix maxima of the next block
+        qbuf,  # qw: q's buffer as 64-bit words
     )
 
 
@@ -615,6 +619,101 @@ REFINE_FLOAT = 1  # the same centroid iteration on the float band-passed image b
 REFINE_GAUSS = 2  # Gaussian-weighted centroid on bp, the weight re-centred sub-pixel until converged
 
 
+#: Largest mask side (2·radius + 1) that :func:`_mask_sums16` handles (16 bytes per row,
+#: and its 16-bit lanes cannot overflow: column sums ≤ 255·15, row-weighted ≤ 255·7·15).
+_SWAR_SIDE = 15
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mask_sums16(qw, base, W, n, mlo, mhi):
+    """Mass, row- and column-weighted sums of q over the circular mask at flat offset ``base``.
+
+    SWAR (SIMD within a register): each mask row is read as 16 bytes (three aligned 64-bit
+    words of ``qw``, the buffer behind q, funnel-shifted; byte order little-endian), ANDed
+    with the row's column mask (``mlo``, ``mhi``: byte j set to 0xFF for mask columns), split into even and
+    odd bytes as four 16-bit lanes per word, and accumulated lane-wise: column sums and
+    row-index-weighted sums for 16 columns at once, no branches. The totals are the same
+    integers as the pixel-by-pixel sums (``n ≤ _SWAR_SIDE``, so no lane overflows).
+
+    Returns
+    -------
+    imass, sY, sX : int64
+        Σ q, Σ q·i and Σ q·j over the mask (i, j: row and column within the square).
+    """
+    lo8 = np.uint64(0x00FF00FF00FF00FF)
+    s8 = np.uint64(8)
+    one = np.uint64(1)
+    c0 = np.uint64(0)
+    c1 = np.uint64(0)
+    c2 = np.uint64(0)
+    c3 = np.uint64(0)
+    y0 = np.uint64(0)
+    y1 = np.uint64(0)
+    y2 = np.uint64(0)
+    y3 = np.uint64(0)
+    for i in range(n):
+        b = base + i * W
+        k = b >> 3
+        o = np.uint64((b & 7) * 8)
+        sh = np.uint64(63) - o
+        u0 = qw[k]
+        u1 = qw[k + 1]
+        u2 = qw[k + 2]
+        a0 = ((u0 >> o) | ((u1 << sh) << one)) & mlo[i]  # columns 0-7 (byte j = column j)
+        a1 = ((u1 >> o) | ((u2 << sh) << one)) & mhi[i]  # columns 8-15
+        e0 = a0 & lo8
+        o0 = (a0 >> s8) & lo8
+        e1 = a1 & lo8
+        o1 = (a1 >> s8) & lo8
+        ii = np.uint64(i)
+        c0 += e0
+        c1 += o0
+        c2 += e1
+        c3 += o1
+        y0 += e0 * ii
+        y1 += o0 * ii
+        y2 += e1 * ii
+        y3 += o1 * ii
+    # 16-bit lane k of c0 holds column 2k, of c1 column 2k+1, of c2 column 8+2k, of c3 9+2k
+    m16 = np.uint64(0xFFFF)
+    imass = 0
+    sY = 0
+    sX = 0
+    for k in range(4):
+        sk = np.uint64(16 * k)
+        v0 = np.int64((c0 >> sk) & m16)
+        v1 = np.int64((c1 >> sk) & m16)
+        v2 = np.int64((c2 >> sk) & m16)
+        v3 = np.int64((c3 >> sk) & m16)
+        imass += v0 + v1 + v2 + v3
+        sX += v0 * (2 * k) + v1 * (2 * k + 1) + v2 * (8 + 2 * k) + v3 * (9 + 2 * k)
+        sY += (np.int64((y0 >> sk) & m16) + np.int64((y1 >> sk) & m16)
+               + np.int64((y2 >> sk) & m16) + np.int64((y3 >> sk) & m16))
+    return imass, sY, sX
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mask_sums(q, sqY, sqX, n, row_lo, row_hi):
+    """:func:`_mask_sums16` for any mask size, pixel by pixel (the mask's square at ``sqY, sqX``)."""
+    sY = 0
+    sX = 0
+    imass = 0
+    for i in range(n):
+        if row_hi[i] < row_lo[i]:
+            continue
+        qrow = q[sqY + i][sqX + row_lo[i]:sqX + row_hi[i] + 1]
+        rs = 0
+        rx = 0
+        for j in range(qrow.shape[0]):
+            pv = np.int64(qrow[j])
+            rs += pv
+            rx += pv * j
+        imass += rs
+        sY += rs * i
+        sX += rx + rs * row_lo[i]
+    return imass, sY, sX
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _centroid_move(cnY, cnX, r, coordY, coordX, ub_y, ub_x, shift):
     """One step of trackpy's centroid iteration, shared by both refinements.
@@ -777,7 +876,7 @@ def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margi
         size (radius of gyration, px), ecc, signal (counts), raw_mass (counts in the
         raw image); in trackpy's row order.
     """
-    th, tb, bp, q, hm, pe, vh, ga, ba, rowu, vg = scratch
+    th, tb, bp, q, hm, pe, vh, ga, ba, rowu, vg, qw = scratch
     H, W = frame.shape
     r = diameter // 2
     out = np.empty((0, 7), np.float64)
@@ -801,6 +900,16 @@ def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margi
             row_lo[my[i]] = mx[i]
         if mx[i] > row_hi[my[i]]:
             row_hi[my[i]] = mx[i]
+    swar = 2 * r + 1 <= _SWAR_SIDE
+    mlo = np.zeros(2 * r + 1, np.uint64)
+    mhi = np.zeros(2 * r + 1, np.uint64)
+    if swar:
+        for i in range(2 * r + 1):
+            for j in range(max(0, row_lo[i]), min(16, row_hi[i] + 1)):
+                if j < 8:
+                    mlo[i] |= np.uint64(0xFF) << np.uint64(8 * j)
+                else:
+                    mhi[i] |= np.uint64(0xFF) << np.uint64(8 * (j - 8))
     res = np.empty((nc, 7), np.float64)
     passing = np.ones(nc, np.bool_)
     shift = 0.6
@@ -818,22 +927,10 @@ def locate_frame(frame, bg, has_bg, invert, gk, diameter, separation, dil, margi
             sqY = coordY - r
             sqX = coordX - r
             # integer sums: exact, hence bit-identical to trackpy's float sums of uint8 values
-            sY = 0
-            sX = 0
-            imass = 0
-            for i in range(2 * r + 1):
-                if row_hi[i] < row_lo[i]:
-                    continue
-                qrow = q[sqY + i][sqX + row_lo[i]:sqX + row_hi[i] + 1]
-                rs = 0
-                rx = 0
-                for j in range(qrow.shape[0]):
-                    pv = np.int64(qrow[j])
-                    rs += pv
-                    rx += pv * j
-                imass += rs
-                sY += rs * i
-                sX += rx + rs * row_lo[i]
+            if swar:
+                imass, sY, sX = _mask_sums16(qw, sqY * W + sqX, W, 2 * r + 1, mlo, mhi)
+            else:
+                imass, sY, sX = _mask_sums(q, sqY, sqX, 2 * r + 1, row_lo, row_hi)
             mass_ = float(imass)
             if imass > 0:
                 cnY = float(sY) / mass_

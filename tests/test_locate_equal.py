@@ -61,6 +61,8 @@ def sample_frames():
     dict(diameter=11, separation=8.0, refine=1),
     dict(diameter=5, separation=3.0),  # dilation side 4 (even), small rings
     dict(diameter=31, separation=40.0),  # dilation side 56, 32-row rings
+    dict(diameter=15, minmass=-np.inf),  # largest mask of the 16-byte (SWAR) mask sums
+    dict(diameter=17, refine=1),  # smallest mask summed pixel by pixel
 ])
 def test_sample_video_frames_identical(sample_frames, kw):
     frames, bg = sample_frames
@@ -80,6 +82,7 @@ def test_raw_frames_and_odd_shapes_identical():
             fr = np.clip(fr, 0, 1000).astype(dt) if dt != np.uint8 else np.clip(fr, 0, 255).astype(dt)
             _same(fr, None)
             _same(fr, None, invert=True, diameter=7)
+            _same(fr, None, diameter=15, minmass=-np.inf)  # masks clamped at every edge
             bg = rng.normal(100, 5, (h, w)).astype(np.float32)
             _same(fr, bg, minmass=10.0)
 
