@@ -44,9 +44,19 @@ Speed (same results, bit for bit; ``tests/test_locate_equal.py`` checks against 
 previous kernel, ``tests/_locate_ref.py``): the band-pass streams rows, its horizontal
 pass (4 rows at a time, their running sums interleaved) feeding ring buffers of a few rows
 that the vertical pass reads while they are in cache (:func:`_bandpass`); the 8-bit
-histogram counts in 8 sub-histograms (:func:`_quantize`); the vertical max filter of the
-dilation is van Herk / Gil-Werman (:func:`_maxima`). :func:`median_u8_rows` is the
-background model's per-pixel median of 8-bit frames.
+histogram counts in 8 sub-histograms (:func:`_quantize`); the horizontal max filter of
+the dilation works by doubling (:func:`_hmax`), the vertical one is van Herk / Gil-Werman,
+and the candidate flags are counted 8 at a time and collected without branches
+(:func:`_maxima`); the centroid iteration sums masks of up to 15 px 16 columns at a time in
+64-bit words (:func:`_mask_sums16`). :func:`median_u8_rows` is the background model's
+per-pixel median of 8-bit frames.
+
+Measured per 1280×1024 frame (200 particles, ~10 000 candidates, one thread, interleaved
+in one process against the previous kernel): 8.3 → 6.7 ms for the last two changes
+(max filter and candidate scan 2.5 → 1.3 ms, centroid iterations 2.1 → 1.4 ms); band-pass
+about 2.6 ms, quantize 0.7 ms. A direct (vector) boxcar sum instead of the running sums,
+exact for integer frames, measured slower (1.22 vs 0.96 ns/px for the horizontal pass) and
+was not kept.
 """
 
 from __future__ import annotations
