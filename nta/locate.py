@@ -475,14 +475,14 @@ def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, sepa
                             refine=DEFAULT_REFINE if refine is None else refine)
     if refine not in (None, "trackpy"):
         raise ValueError(f"refine={refine!r} needs locator='fast' (trackpy's locator refines as trackpy does)")
-    if background is not None:
-        diff = subtract_background(diff, background, invert=invert)
     diff = np.asarray(diff)
     if diff.ndim == 2:
         diff = diff[None]
     tp = _trackpy()
     out = []
     for i, fr in enumerate(diff):
+        if background is not None:  # frame by frame: a float copy of one frame, not of the chunk
+            fr = subtract_background(fr, background, invert=invert)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             f = tp.locate(fr, diameter, minmass=minmass, separation=separation, maxsize=maxsize, engine="numba")

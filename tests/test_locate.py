@@ -7,6 +7,7 @@ camera) and from plain random / edge-case arrays. No timings here (see benchmark
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -229,6 +230,18 @@ def test_building_blocks_against_numpy_and_scipy():
     ref = bandpass(img, 1, 9, 1 / 255.0)
     np.testing.assert_allclose(sc[2], ref, atol=2e-4)
     assert bmax == pytest.approx(ref.max(), rel=1e-6)
+
+
+def test_trackpy_locator_subtracts_background_frame_by_frame(sim_frames):
+    """locator='trackpy' with a background gives what it gives on the pre-subtracted chunk
+    (it subtracts one frame at a time, so a chunk's float copy is never held whole)."""
+    frames = sim_frames[:6]
+    bg = np.median(sim_frames, axis=0).astype(np.float32)
+    for invert in (False, True):
+        got = locate_frames(frames, 3, diameter=9, minmass=0.0, locator="trackpy", background=bg, invert=invert)
+        ref = locate_frames(subtract_background(frames, bg, invert=invert), 3, diameter=9, minmass=0.0, locator="trackpy")
+        assert len(got) > 0 and got["frame"].min() == 3
+        pd.testing.assert_frame_equal(got, ref)
 
 
 def test_bad_arguments():
