@@ -163,11 +163,14 @@ def figures_for_sample(runs) -> dict:
     fig2, ax2 = plt.subplots(figsize=(5, 3.2))
     fig3, ax3 = plt.subplots(figsize=(7, 3.2))
     lengths = []
+    scattered = False  # any valid track with a positive size and intensity (log axes need one)
     for i, r in enumerate(runs):
         per = read_table(r.path, "per_track")
         if len(per) and "mass_mean" in per:
             inc = per["included"].to_numpy(bool)
-            ax1.scatter(per["diameter_nm"][inc], per["mass_mean"][inc], s=4, alpha=0.5, color=f"C{i % 10}", label=r.name)
+            dd, mm = per["diameter_nm"][inc], per["mass_mean"][inc]
+            ax1.scatter(dd, mm, s=4, alpha=0.5, color=f"C{i % 10}", label=r.name)
+            scattered |= bool(np.any((dd.to_numpy(float) > 0) & (mm.to_numpy(float) > 0)))
         if len(per) and "n_points" in per:
             lengths.append(per["n_points"].to_numpy())
         dr = read_table(r.path, "drift")
@@ -177,21 +180,26 @@ def figures_for_sample(runs) -> dict:
             t = dr["frame"].to_numpy() / fps
             ax3.plot(t, dr["dx_px"] * px, color=f"C{i % 10}", lw=1.2, label=f"{r.name} x")
             ax3.plot(t, dr["dy_px"] * px, color=f"C{i % 10}", lw=1.2, ls="--", label=f"{r.name} y")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
+    if scattered:
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+    else:
+        ax1.text(0.5, 0.5, "no valid tracks", ha="center", va="center", transform=ax1.transAxes, color="0.4")
     ax1.set_xlabel("hydrodynamic diameter (nm)")
     ax1.set_ylabel("mean intensity (counts)")
     ax1.set_title("size vs intensity (valid tracks)")
     fig1.tight_layout()
     figs["size_intensity"] = fig1
-    if lengths:
-        ln = np.concatenate(lengths)
+    ln = np.concatenate(lengths) if lengths else np.zeros(0)
+    if ln.size:
         ax2.hist(ln, bins=np.arange(0.5, max(ln.max(), 2) + 1.5, max(1, int(ln.max() // 60) or 1)), color="C0")
         mtl = runs[0].summary.get("min_track_length_steps")
         if mtl:
             ax2.axvline(mtl + 1, color="C3", ls="--", lw=1, label=f"minimum for sizing ({mtl + 1} points)")
             ax2.legend(fontsize=8)
-    ax2.set_yscale("log")
+        ax2.set_yscale("log")
+    else:
+        ax2.text(0.5, 0.5, "no tracks", ha="center", va="center", transform=ax2.transAxes, color="0.4")
     ax2.set_xlabel("track length (detections)")
     ax2.set_ylabel("tracks")
     ax2.set_title("track lengths")

@@ -96,6 +96,22 @@ def test_export_csv_vendor_layout(results, tmp_path, capsys):
     assert data[:, 1].sum() == pytest.approx(float(res["Concentration/particles/ml"]), rel=1e-3)
 
 
+def test_report_of_a_video_without_valid_tracks(tmp_path):
+    """A noise-only video gives a result with no valid track; its report is still written
+    (the log-scaled size-vs-intensity and track-length plots had nothing to scale)."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "blank.tif", rng.normal(20, 2, (40, 64, 80)).clip(0, 255).astype(np.uint8))
+    res = tmp_path / "blank.h5"
+    main(["process", str(tmp_path / "blank.tif"), "-o", str(res), "--pixel-size", "0.166", "--temperature", "22",
+          "--fps", "25", "--no-progress"])
+    out = tmp_path / "blank.html"
+    r = build_report(res, out)
+    assert out.exists() and r["figures"] == len(PLOTS)
+    assert "FAIL" in out.read_text()
+
+
 def test_report_errors(tmp_path):
     assert main(["report", str(tmp_path / "none"), "-o", str(tmp_path / "r.html")]) == 2
 
