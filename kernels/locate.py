@@ -548,7 +548,7 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
     yhi = H - 1
     while yhi > H - margin - 1:
         yhi -= 1
-    if yhi < ylo:
+    if yhi < ylo or xhi < xlo:  # the margins leave no pixel (a frame narrower than 2·margin + 1)
         return cy[:0], cx[:0]
     nw = W // 8
     for kb in range(ylo // dil, yhi // dil + 1):
@@ -597,7 +597,7 @@ def _maxima(q, thr_p, dil, margin, hm, rowu, flags, vh, vg):
                     b = gv[x]
                     m = a if a > b else b
                     fl[x] = np.uint8(1) if (v >= tu) & (v == m) else np.uint8(0)
-            for x in range(min(xlo, W)):
+            for x in range(xlo):  # 0 ≤ xlo ≤ xhi < W here
                 fl[x] = 0
             for x in range(xhi + 1, W):
                 fl[x] = 0

@@ -101,3 +101,53 @@ def test_background_model_is_numpy_median(dtype):
         got = background_model(frames)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, np.median(frames, axis=0).astype(np.float32))
+
+
+#: Frames narrower (or shorter) than the edge margins, and near it, for the diameters below.
+NARROW = [(300, 1), (301, 2), (300, 3), (40, 5), (5, 40), (9, 13), (13, 9), (3, 400), (400, 3), (1, 50), (50, 1),
+          (15, 17), (31, 31), (32, 33), (63, 31)]
+NARROW_D = (3, 5, 7, 9, 13, 15, 17, 21, 31)
+
+
+def _narrow_frames():
+    rng = np.random.default_rng(9)
+    for h, w in NARROW:
+        for d in NARROW_D:
+            fr = rng.normal(100, 10, (h, w)).clip(0, 255).astype(np.uint8)
+            fr[h // 2, w // 2] = 250
+            yield fr, d
+
+
+def test_narrow_frames_identical():
+    for fr, d in _narrow_frames():
+        _same(fr, None, diameter=d, minmass=0.0)
+        _same(fr.astype(np.float32), None, diameter=d, minmass=0.0)
+
+
+@pytest.mark.slow
+def test_kernel_stays_in_bounds_on_narrow_frames(tmp_path):
+    """Every array access of the kernel is in bounds (numba's bounds checking on, in a fresh
+    process with its own cache) on frames narrower than the margins: a flags-clearing loop
+    once wrote before its row there (range(xhi + 1, W) with xhi < 0) and corrupted the heap."""
+    import os
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys, numpy as np
+        sys.path.insert(0, %r)
+        from test_locate_equal import _narrow_frames
+        from nta.kernels import locate as K
+        n = 0
+        for fr, d in _narrow_frames():
+            r = d // 2; sep = float(d + 1); dil = K.dilation_size(sep); margin = float(max(r, sep // 2 - 1, r))
+            my, mx, r2, cm, sm = K.mask_tables(r)
+            K.locate_frame(fr, np.zeros((1, 1), np.float32), False, False, K.gaussian_kernel(), d, sep, dil, margin,
+                           my, mx, r2, cm, sm, 0.0, np.inf, 64.0, 10, K.make_scratch(fr.shape), 0, 1.6)
+            n += 1
+        print("frames", n)
+    """) % str(Path(__file__).resolve().parent)
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"frames {len(NARROW) * len(NARROW_D)}" in p.stdout
