@@ -27,7 +27,13 @@ __all__ = [
     "DEFAULT_LOCATOR",
     "REFINES",
     "DEFAULT_REFINE",
+    "FAST_MAX_DIAMETER",
 ]
+
+#: Largest odd spot diameter (px) the fast locator takes with the default separation
+#: (diameter + 1): its dilation square (:func:`nta.kernels.locate.dilation_size`) must fit
+#: the kernel's 128-row buffers.
+FAST_MAX_DIAMETER = 89
 
 #: Columns of a features table (trackpy's names), pixels and frames.
 FEATURE_COLUMNS = ["frame", "x", "y", "mass", "size", "ecc", "signal", "raw_mass"]
@@ -387,6 +393,8 @@ def _locate_fast(frames, first_frame, *, diameter, minmass, separation, maxsize,
         raise ValueError(f"diameter must be an odd positive integer, got {diameter}")
     r = diameter // 2
     sep = float(diameter + 1) if separation is None else float(separation)
+    if not (sep > 0):
+        raise ValueError(f"separation must be a positive number of px, got {separation!r}")
     margin = float(max(r, sep // 2 - 1, diameter // 2))
     dil = K.dilation_size(sep)
     if dil > 128 or r > 60:
@@ -467,8 +475,22 @@ def locate_frames(diff, first_frame: int, *, diameter: int, minmass: float, sepa
         Columns :data:`FEATURE_COLUMNS`; ``x``, ``y`` in px (sub-pixel, origin at the centre
         of pixel (0, 0)), ``mass``, ``signal``, ``raw_mass`` in counts, ``size`` in px,
         ``frame`` int64.
+
+    Raises
+    ------
+    ValueError
+        ``diff`` not 2-D or 3-D, ``background`` of another (H, W), an even or non-positive
+        ``diameter`` or a non-positive ``separation`` (fast locator), a diameter above
+        :data:`FAST_MAX_DIAMETER`-sized dilations (fast locator; use ``"trackpy"``), an
+        unknown ``locator`` or ``refine``.
     """
     _check_locator(locator)
+    nd = np.ndim(diff)
+    if nd not in (2, 3):
+        raise ValueError(f"locate_frames needs frames of shape (n, H, W) or (H, W), got {nd} dimensions "
+                         f"(shape {np.shape(diff)})")
+    if background is not None and np.shape(background) != np.shape(diff)[-2:]:
+        raise ValueError(f"background shape {np.shape(background)} differs from the frames' {np.shape(diff)[-2:]}")
     if locator == "fast":
         return _locate_fast(diff, first_frame, diameter=diameter, minmass=minmass, separation=separation,
                             maxsize=maxsize, background=background, invert=invert, workers=workers,

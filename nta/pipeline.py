@@ -21,6 +21,7 @@ from .errors import CalibrationError, InputError
 from .io import open_frames
 from .link import DEFAULT_MEMORY, StreamLinker, search_radius_px
 from .locate import (
+    FAST_MAX_DIAMETER,
     background_model,
     estimate_minmass,
     estimate_spot_diameter,
@@ -94,7 +95,7 @@ def _calibration_summary(cal, notes) -> dict:
 
 
 def _check_linking_options(search_range_px, memory, min_track_length, *, frame_shape=None, split_alpha=0.0,
-                           diameter_px=None) -> None:
+                           diameter_px=None, locator=None) -> None:
     """Refuse linking, locating and track-length options that cannot give a size distribution.
 
     Raises
@@ -103,7 +104,8 @@ def _check_linking_options(search_range_px, memory, min_track_length, *, frame_s
         ``search_range_px`` not a finite number ≥ 1 px or larger than the frame's larger
         side (``frame_shape``, px), ``memory`` not an integer ≥ 0, ``min_track_length`` not
         an integer ≥ 2 one-frame steps (the CVE needs two steps), ``split_alpha`` outside
-        [0, 1), or ``diameter_px`` not an integer ≥ 3 px.
+        [0, 1), ``diameter_px`` not an integer ≥ 3 px, or (``locator="fast"``) larger than
+        the fast locator takes (:data:`nta.locate.FAST_MAX_DIAMETER`, after rounding up to odd).
     """
     if search_range_px is not None:
         try:
@@ -128,6 +130,10 @@ def _check_linking_options(search_range_px, memory, min_track_length, *, frame_s
     if diameter_px is not None and (int(diameter_px) != diameter_px or diameter_px < 3):
         raise CalibrationError(f"spot diameter {diameter_px!r} px must be a whole number of at least 3 px",
                                fix="give --diameter as an odd number of px (e.g. 9), or leave it out to have it estimated")
+    if diameter_px is not None and locator == "fast" and (int(diameter_px) | 1) > FAST_MAX_DIAMETER:
+        raise CalibrationError(f"spot diameter {int(diameter_px) | 1} px is larger than the fast locator takes "
+                               f"({FAST_MAX_DIAMETER} px)",
+                               fix=f"give --locator trackpy for spots this large, or a --diameter of at most {FAST_MAX_DIAMETER} px")
     if memory is not None and (int(memory) != memory or memory < 0):
         raise CalibrationError(f"memory {memory!r} must be a whole number of frames ≥ 0",
                                fix="give --memory 0 or more (default 3)")
@@ -502,7 +508,7 @@ def process(
             raise CalibrationError(f"protein concentration {protein_ug_ml!r} µg/mL must be positive", fix="give --protein in µg/mL")
         sample_name = sample or (Path(str(input_path)).stem if str(input_path) else "sample")
         _check_linking_options(search_range_px, memory, min_track_length, frame_shape=src.shape,
-                               split_alpha=split_alpha, diameter_px=diameter_px)
+                               split_alpha=split_alpha, diameter_px=diameter_px, locator=locator)
         min_len = DEFAULT_MIN_TRACK_LENGTH if min_track_length is None else int(min_track_length)
         smallest = lo if smallest_diameter_nm is None else float(smallest_diameter_nm)
         smallest = max(smallest, 10.0)
@@ -563,6 +569,9 @@ def process(
                                  fix="give --diameter (odd, px, e.g. 9)", path=input_path) from None
         if diameter % 2 == 0:
             diameter += 1
+            if diameter_px is not None:  # an estimate is odd already; a flag may not be
+                say(f"note: --diameter {int(diameter_px)} is even; the locator needs an odd spot diameter, so "
+                    f"{diameter} px is used")
         noise = estimate_minmass(probe, diameter=diameter, locator=locator)
         contrast_note = contrast_check(probe, noise["noise_sd"], invert=invert)
         mm = float(minmass) if minmass is not None else noise["minmass"]

@@ -35,6 +35,8 @@ def _nta(*args, **kw):
     (["--diameter", "-3"], "--diameter"),
     (["--diameter", "0"], "--diameter"),
     (["--split-alpha", "2"], "--split-alpha"),
+    (["--diameter", "91"], "--locator trackpy"),  # beyond the fast locator's buffers
+    (["--diameter", "90"], "--locator trackpy"),  # rounded up to 91
 ])
 def test_bad_flag_values_are_one_line_errors_before_any_work(small, tmp_path, flags, word):
     out = tmp_path / "o.h5"
@@ -49,6 +51,14 @@ def test_frames_too_small_for_the_spot_estimate(small, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--diameter" in r.stderr, r.stderr
     r = _nta("process", small[1], "-o", tmp_path / "t.h5", *CAL, "--diameter", "5")
     assert r.returncode == 0, r.stderr
+
+
+def test_even_diameter_is_rounded_up_with_a_note(small, tmp_path):
+    out = tmp_path / "e.h5"
+    r = _nta("process", small[0], "-o", out, *CAL, "--diameter", "8", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "--diameter 8 is even" in r.stdout + r.stderr and "9 px is used" in r.stdout + r.stderr
+    assert read_summary(out)["diameter_px"] == 9
 
 
 @pytest.mark.parametrize("closed", [">&-", "2>&-"])

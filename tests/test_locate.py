@@ -249,6 +249,16 @@ def test_bad_arguments():
         locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=8, minmass=0, locator="fast")
     with pytest.raises(ValueError):
         locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=7, minmass=0, locator="nope")
+    for sep in (0, -5.0):  # a zero-size dilation (was a ZeroDivisionError)
+        with pytest.raises(ValueError, match="separation"):
+            locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=7, minmass=0, separation=sep)
+    for loc in ("fast", "trackpy"):
+        for bad in (np.zeros(20, np.float32), np.zeros((1, 1, 20, 20), np.float32)):
+            with pytest.raises(ValueError, match="shape"):
+                locate_frames(bad, 0, diameter=7, minmass=0, locator=loc)
+        with pytest.raises(ValueError, match="background shape"):
+            locate_frames(np.zeros((2, 20, 20), np.uint8), 0, diameter=7, minmass=0, locator=loc,
+                          background=np.zeros((20, 21), np.float32))
 
 
 # ---- position refinements other than trackpy's (benchmarks/results/localization.md) ----------
