@@ -47,7 +47,9 @@ def format_summary(s: dict) -> str:
     tv, tt = s.get("tracks_valid"), s.get("tracks_total")
     lines.append(f"tracks valid  {'n/a' if tv is None else tv}" + (f" of {tt}" if tt is not None else ""))
     if "n_frames" in s:
-        lines.append(f"frames        {s['n_frames']}   particles/frame {_fmt(s.get('particles_per_frame'))}   "
+        tracked = s.get("particles_per_frame_tracked")
+        lines.append(f"frames        {s['n_frames']}   detections/frame {_fmt(s.get('particles_per_frame'))}   "
+                     + (f"tracked particles/frame {_fmt(tracked)}   " if tracked is not None else "") +
                      f"drift {_fmt((s.get('drift_px_per_frame') or [float('nan')])[0], 2)}, "
                      f"{_fmt((s.get('drift_px_per_frame') or [0, float('nan')])[1], 2)} px/frame")
     if s.get("search_range_px") is not None:
@@ -55,7 +57,10 @@ def format_summary(s: dict) -> str:
         lines.append(f"link radius   {_fmt(s.get('search_range_px'))} px" + (f"  ({src})" if src else ""))
     lines.append(f"mean          {_fmt(s.get('mean_nm'))} nm{_ci(s.get('mean_nm_ci95'))}")
     lines.append(f"mode          {_fmt(s.get('mode_nm'))} nm{_ci(s.get('mode_nm_ci95'))}")
-    lines.append(f"SD            {_fmt(s.get('sd_nm'))} nm")
+    sdr = s.get("sd_robust_nm")
+    lines.append(f"SD            {_fmt(s.get('sd_nm'))} nm" + (
+        f"  (robust {_fmt(sdr)} nm: half the 16–84 % range, blind to the tails)"
+        if isinstance(sdr, float) and math.isfinite(sdr) else ""))
     if s.get("distribution"):
         lines.append(f"distribution  {s['distribution']}" + (
             f"; raw per-track D50 {_fmt(s.get('raw_d50_nm'))} nm" if s.get("raw_d50_nm") is not None else ""))
@@ -72,6 +77,12 @@ def format_summary(s: dict) -> str:
         d50_in = "inside" if s.get("d50_in_window") else "OUTSIDE"
         mode_in = "inside" if s.get("mode_in_window") else "OUTSIDE"
         lines.append(f"window        D50 {d50_in}, mode {mode_in} the {lo:g}–{hi:g} nm window")
+    conc = s.get("concentration_per_ml")
+    if isinstance(conc, (int, float)) and math.isfinite(conc):
+        wc = s.get("window_concentration_per_ml")
+        lines.append(f"concentration {conc:.3g} particles/mL" + (
+            f" ({wc:.3g} in {lo:g}–{hi:g} nm)" if isinstance(wc, (int, float)) and math.isfinite(wc) else "")
+            + f"  (detection depth {_fmt(s.get('detection_depth_um'), 2)} µm, dilution {_fmt(s.get('dilution_factor'), 0)}×)")
     for n in s.get("notes") or []:
         lines.append(f"note          {n}")
     return "\n".join(lines)

@@ -117,7 +117,8 @@ def effective_area_um2(frame_shape_px, pixel_size_um: float, margin_px: float) -
 
 
 def concentration(summary: dict, tracks, *, detection_depth_um=None, depth_source: str | None = None,
-                  calibration: dict | None = None, protein_ug_ml=None, dilution_factor=None) -> dict:
+                  calibration: dict | None = None, protein_ug_ml=None, dilution_factor=None,
+                  particles_per_frame_tracked=None) -> dict:
     """Concentration of one run, particles/mL of the original sample.
 
     Parameters
@@ -126,8 +127,8 @@ def concentration(summary: dict, tracks, *, detection_depth_um=None, depth_sourc
         The result's summary (:func:`nta.store.read_summary`): ``n_frames``,
         ``frame_shape_px``, ``pixel_size_um``, ``diameter_px``, ``dilution_factor``,
         ``detection_depth_um``, ``protein_ug_ml``, ``window_fraction``, ``window_nm``.
-    tracks : pandas.DataFrame
-        The ``/tracks`` table.
+    tracks : pandas.DataFrame or None
+        The ``/tracks`` table (None when ``particles_per_frame_tracked`` is given).
     detection_depth_um : float, optional
         Effective light-sheet depth, µm; overrides the calibration file and the value
         recorded in the result.
@@ -140,6 +141,9 @@ def concentration(summary: dict, tracks, *, detection_depth_um=None, depth_sourc
         Protein concentration of the sample, µg/mL; overrides the recorded value.
     dilution_factor : float, optional
         Overrides the recorded dilution factor (≥ 1).
+    particles_per_frame_tracked : float, optional
+        :func:`tracked_particles_per_frame` of the tracks, already computed (1/frame);
+        ``tracks`` is then not read.
 
     Returns
     -------
@@ -156,7 +160,8 @@ def concentration(summary: dict, tracks, *, detection_depth_um=None, depth_sourc
     px = float(summary.get("pixel_size_um") or float("nan"))
     margin = int(summary.get("diameter_px") or 0) // 2
     area = effective_area_um2(shape, px, margin)
-    ppf = tracked_particles_per_frame(tracks, n_frames)
+    ppf = (float(particles_per_frame_tracked) if particles_per_frame_tracked is not None
+           else tracked_particles_per_frame(tracks, n_frames))
     depth, source = None, None
     if detection_depth_um is not None:
         depth, source = float(detection_depth_um), depth_source or "given on the command line"

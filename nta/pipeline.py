@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import __version__
 from .calibration import make_calibration
+from .concentration import concentration, tracked_particles_per_frame
 from .distribution import DEFAULT_WINDOW_NM, size_distribution
 from .errors import CalibrationError, InputError
 from .io import open_frames
@@ -458,7 +459,11 @@ def process(
     -------
     dict
         The summary written to the file (see :func:`nta.distribution.summarize_sizes`),
-        plus run facts: ``n_frames``, ``features``, ``particles_per_frame``, ``tracks_total``,
+        plus run facts: ``n_frames``, ``features``, ``particles_per_frame`` (detections per
+        frame), ``particles_per_frame_tracked`` (tracked particles present per frame,
+        :func:`nta.concentration.tracked_particles_per_frame`), with ``detection_depth_um``
+        also ``concentration_per_ml`` and ``window_concentration_per_ml`` (particles/mL of the
+        sample, :func:`nta.concentration.concentration`), ``tracks_total``,
         ``drift_px_per_frame``, ``search_range_px``, ``diameter_px``, ``minmass``, ``notes``.
 
     Raises
@@ -665,6 +670,7 @@ def process(
                 {"particle": np.zeros(0, np.int64), "diameter_nm": np.zeros(0), "included": np.zeros(0, bool)})
             w.write_table("per_track", per)
             drift_velocity = lr.drift_velocity
+            ppf_tracked = tracked_particles_per_frame(tracks, n_frames)  # for the concentration
             del tracks, lr  # written; freed before the bootstrap, the run's peak of memory
             # ---- distribution -----------------------------------------------------------
             summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot)
@@ -694,6 +700,11 @@ def process(
                 time_s=time.perf_counter() - t_start,
                 time_locate_s=t_locate - t_start,
             )
+            summary["particles_per_frame_tracked"] = ppf_tracked  # what concentrations count
+            if detection_depth_um is not None:  # particles/mL, as nta qc / report / export-csv compute it
+                c = concentration(summary, None, particles_per_frame_tracked=ppf_tracked)
+                summary.update({k: c[k] for k in ("detection_volume_ml", "concentration_per_ml",
+                                                  "window_concentration_per_ml", "particles_per_ug")})
             w.write_summary(summary)
             for n in notes:
                 say(n)

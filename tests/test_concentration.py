@@ -41,6 +41,25 @@ def test_concentration_within_15_percent_of_truth(sim100):
     assert c10["particles_per_ug"] == pytest.approx(c10["concentration_per_ml"] / 50.0)
 
 
+def test_process_records_and_prints_the_concentration(sim100, capsys):
+    """Given --detection-depth, the run's summary holds the concentration that nta qc /
+    report / export-csv compute from the stored tracks, and `nta summary` prints it."""
+    out, t = sim100
+    s = read_summary(out)
+    c = concentration(s, read_table(out, "tracks"))
+    assert s["concentration_per_ml"] == pytest.approx(c["concentration_per_ml"], rel=1e-12)
+    assert s["window_concentration_per_ml"] == pytest.approx(c["window_concentration_per_ml"], rel=1e-12)
+    assert s["particles_per_frame_tracked"] == pytest.approx(c["particles_per_frame_tracked"], rel=1e-12)
+    assert main(["summary", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = [ln for ln in text.splitlines() if ln.startswith("concentration")]
+    assert len(line) == 1 and f"{c['concentration_per_ml']:.3g} particles/mL" in line[0], line
+    # the two per-frame counts are told apart, and the robust SD stands beside the SD
+    assert f"detections/frame {s['particles_per_frame']:.1f}" in text
+    assert f"tracked particles/frame {c['particles_per_frame_tracked']:.1f}" in text
+    assert f"(robust {s['sd_robust_nm']:.1f} nm" in text
+
+
 def test_calibration_recovers_depth(sim100, tmp_path, capsys):
     out, t = sim100
     cal = calibrate_depth([out], t["number_density_per_ml"])
