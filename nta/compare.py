@@ -79,6 +79,8 @@ def format_comparison(table: pd.DataFrame, info: dict) -> str:
         def f(v):
             if not math.isfinite(v):
                 return "n/a"
+            if k == "tracks_valid":  # a count
+                return f"{v:.0f}"
             return f"{v:.4g}" if abs(v) >= 1e5 or k == "window_fraction" else f"{v:.1f}"
         rel = f"{r['relative_pct']:+.1f} %" if math.isfinite(r["relative_pct"]) else "n/a"
         lines.append(f"{k:22s}{f(r['A']):>14s}{f(r['B']):>14s}{f(r['B_minus_A']):>14s}{rel:>11s}")

@@ -125,6 +125,8 @@ def test_all_tracks_resized_by_nta_and_compared(tmp_path, capsys):
     assert main(["compare", str(inst), str(out), "--png", str(png)]) == 0
     text = capsys.readouterr().out
     assert "d50_nm" in text and "B − A" in text
+    row = [ln.split() for ln in text.splitlines() if ln.startswith("tracks_valid")][0]
+    assert all(v == "n/a" or v.lstrip("-").isdigit() for v in row[1:4]), row  # a count, printed as one
     assert png.stat().st_size > 5000 and png.read_bytes()[:4] == b"\x89PNG"
     assert main(["compare", str(inst), str(out), "--png", str(png)]) == 2  # never overwrites the image
 
