@@ -517,7 +517,8 @@ def _report(a) -> int:
     check_new_output(a.output, overwrite=a.overwrite, what="report", inside_input_folders=False,
                      inputs=_result_inputs(a.results) + ([a.samples] if a.samples else []))
     r = build_report(a.results, a.output, samples_csv=a.samples, rules=load_rules(a.rules), detection_depth_um=a.detection_depth_um,
-                     calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml, png_dir=a.png_dir)
+                     calibration=_calibration_of(a), protein_ug_ml=a.protein_ug_ml, png_dir=a.png_dir,
+                     overwrite_png=a.overwrite)
     print(f"wrote {r['output']} ({r['figures']} figures, QC {r['verdict']})")
     for f in r["png"]:
         print(f"wrote {f}")

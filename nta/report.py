@@ -242,7 +242,7 @@ def _cls(status: str) -> str:
 
 
 def build_report(path, output, *, samples_csv=None, rules=None, detection_depth_um=None, calibration=None,
-                 protein_ug_ml=None, png_dir=None, write_qc_to_files: bool = False) -> dict:
+                 protein_ug_ml=None, png_dir=None, write_qc_to_files: bool = False, overwrite_png: bool = True) -> dict:
     """Write the HTML report of a result file or folder.
 
     Parameters
@@ -256,14 +256,24 @@ def build_report(path, output, *, samples_csv=None, rules=None, detection_depth_
     rules : dict, optional
         From :func:`nta.qc.load_rules` (default rules when None).
     png_dir : path, optional
-        Also write every figure as a PNG file there (created if missing).
+        Also write every figure as a PNG file there (created if missing), named after its
+        sample and plot.
     write_qc_to_files : bool
         Also store the QC in each result file (as ``nta qc`` does).
+    overwrite_png : bool
+        Replace PNG files already in ``png_dir``. False (``nta report`` without
+        ``--overwrite``): an existing one is an error, raised before anything is written.
 
     Returns
     -------
     dict
         ``verdict``, ``figures`` (number embedded), ``png`` (files written), ``output``.
+
+    Raises
+    ------
+    OutputError
+        The output's folder does not exist, or (``overwrite_png`` False) a PNG to write
+        exists already.
     """
     from . import __version__
     from .qc import evaluate, load_rules, load_runs, write_qc
@@ -371,14 +381,20 @@ def build_report(path, output, *, samples_csv=None, rules=None, detection_depth_
                  "(effective field of view × detection depth) × dilution; see nta/concentration.py.</small></p></body></html>")
     from .store import write_text_atomic
 
-    write_text_atomic(out, "\n".join(parts), overwrite=True, what="report")
-    written = []
+    targets = {}
     if png_dir:
         pd_ = Path(png_dir)
+        targets = {k: pd_ / f"{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in k)}.png" for k in pngs}
+        clash = [f for f in targets.values() if f.exists()]
+        if clash and not overwrite_png:  # checked before anything is written
+            raise OutputError(f"{len(clash)} of the report's PNG files exist already in {pd_} (e.g. {clash[0].name})",
+                              fix="give --overwrite to replace them, or another --png folder", path=clash[0])
+    write_text_atomic(out, "\n".join(parts), overwrite=True, what="report")
+    written = []
+    if targets:
         pd_.mkdir(parents=True, exist_ok=True)
-        for k, b in pngs.items():
-            f = pd_ / f"{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in k)}.png"
-            f.write_bytes(b)
+        for k, f in targets.items():
+            f.write_bytes(pngs[k])
             written.append(str(f))
     return {"verdict": res["verdict"], "figures": len(pngs), "png": written, "output": str(out), "runs": runs, "qc": res}
 

@@ -112,6 +112,19 @@ def test_report_of_a_video_without_valid_tracks(tmp_path):
     assert "FAIL" in out.read_text()
 
 
+def test_report_pngs_not_replaced_without_overwrite(results, tmp_path, capsys):
+    png = tmp_path / "png"
+    assert main(["report", str(results / "v0.h5"), "-o", str(tmp_path / "a.html"), "--png", str(png)]) == 0
+    files = sorted(png.iterdir())
+    before = {f.name: f.read_bytes() for f in files}
+    # another report of the same sample into the same folder: refused before anything is written
+    assert main(["report", str(results / "v0.h5"), "-o", str(tmp_path / "b.html"), "--png", str(png)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "b.html").exists()
+    assert {f.name: f.read_bytes() for f in sorted(png.iterdir())} == before
+    assert main(["report", str(results / "v0.h5"), "-o", str(tmp_path / "b.html"), "--png", str(png), "--overwrite"]) == 0
+
+
 def test_report_errors(tmp_path):
     assert main(["report", str(tmp_path / "none"), "-o", str(tmp_path / "r.html")]) == 2
 
