@@ -21,6 +21,7 @@ __all__ = [
     "estimate_noise",
     "estimate_spot_diameter",
     "estimate_minmass",
+    "noise_features_per_frame",
     "locate_frames",
     "FEATURE_COLUMNS",
     "LOCATORS",
@@ -269,7 +270,9 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
     -------
     dict
         ``minmass`` (counts), ``noise_sd`` (counts per pixel) and ``noise_mass_p50`` /
-        ``noise_mass_p99`` (counts), for the record.
+        ``noise_mass_p99`` (counts), for the record; ``noise_masses`` (sorted, counts) and
+        ``noise_frames``: the masses the noise frames gave, so that the noise features per
+        frame above any threshold t can be counted (:func:`noise_features_per_frame`).
     """
     _check_locator(locator)
     diff = np.asarray(diff, dtype=np.float32)
@@ -294,7 +297,8 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
             masses.append(f["mass"].to_numpy())
     m = np.sort(np.concatenate(masses)) if masses else np.zeros(0)
     if m.size < 10:
-        return {"minmass": float(sd * diameter), "noise_sd": sd, "noise_mass_p50": float("nan"), "noise_mass_p99": float("nan")}
+        return {"minmass": float(sd * diameter), "noise_sd": sd, "noise_mass_p50": float("nan"), "noise_mass_p99": float("nan"),
+                "noise_masses": m, "noise_frames": n_frames}
     # rate of noise features above mass t per frame: k(t)/n_frames; fit exponential tail on the top 20 %
     k_target = false_per_frame * n_frames
     tail = m[int(0.8 * m.size) :]
@@ -311,7 +315,35 @@ def estimate_minmass(diff, *, diameter: int, separation: float | None = None, fa
         "noise_sd": sd,
         "noise_mass_p50": float(np.median(m)),
         "noise_mass_p99": float(np.quantile(m, 0.99)),
+        "noise_masses": m,
+        "noise_frames": n_frames,
     }
+
+
+def noise_features_per_frame(noise: dict, minmass: float) -> float:
+    """Features per frame that pure noise gives with mass above ``minmass``.
+
+    Counted on the noise frames of :func:`estimate_minmass` (its ``noise_masses`` and
+    ``noise_frames``); 0 above the largest noise mass seen (the extrapolated tail is what
+    sets the default threshold, far lower rates than these frames can show).
+
+    Parameters
+    ----------
+    noise : dict
+        :func:`estimate_minmass` output.
+    minmass : float
+        Mass threshold, counts.
+
+    Returns
+    -------
+    float
+        Noise features per frame (1/frame); NaN without noise masses.
+    """
+    m = noise.get("noise_masses")
+    n = noise.get("noise_frames") or 0
+    if m is None or not n:
+        return float("nan")
+    return float((m.size - np.searchsorted(m, float(minmass), side="right")) / n)
 
 
 #: Locators: ``"fast"`` (numba, :mod:`nta.kernels.locate`) and ``"trackpy"`` (the reference).

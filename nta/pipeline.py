@@ -27,6 +27,7 @@ from .locate import (
     estimate_minmass,
     estimate_spot_diameter,
     locate_frames,
+    noise_features_per_frame,
     subtract_background,
 )
 from .store import ResultWriter, file_fingerprint
@@ -580,6 +581,13 @@ def process(
         noise = estimate_minmass(probe, diameter=diameter, locator=locator)
         contrast_note = contrast_check(probe, noise["noise_sd"], invert=invert)
         mm = float(minmass) if minmass is not None else noise["minmass"]
+        noise_note = None
+        if minmass is not None and mm < noise["minmass"]:
+            rate = noise_features_per_frame(noise, mm)
+            if rate >= 1.0:  # the default threshold allows 0.05 per frame
+                noise_note = (f"--minmass {mm:g} is below the noise-derived threshold {noise['minmass']:.4g}: pure noise "
+                              f"alone gives about {rate:.0f} features per frame above it, which can link into tracks "
+                              "and be sized; leave --minmass out to use the noise-derived threshold")
         del sample, samples, probe
 
         params = {
@@ -641,6 +649,8 @@ def process(
             del feats  # the chunks are in `features` now (and in the file): keep one copy
             t_locate = time.perf_counter()
             notes = [f"warning: {contrast_note}"] if contrast_note else []
+            if noise_note:
+                notes.append(f"warning: {noise_note}")
             notes.extend(_input_warnings(src, w))  # irregular timing, truncation, NaN pixels (issue 7)
             if n_header is not None and n_frames > n_header:
                 notes.append(f"warning: the file's header announces {n_header} frames but {n_frames} were read; "

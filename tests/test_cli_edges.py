@@ -53,6 +53,16 @@ def test_frames_too_small_for_the_spot_estimate(small, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_minmass_below_the_noise_threshold_is_warned(small, tmp_path):
+    out = tmp_path / "m.h5"
+    r = _nta("process", small[0], "-o", out, *CAL, "--minmass", "0.5", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "--minmass 0.5 is below the noise-derived threshold" in r.stdout + r.stderr
+    assert any("noise-derived threshold" in n for n in read_summary(out)["notes"])
+    r = _nta("process", small[0], "-o", tmp_path / "d.h5", *CAL, "--no-progress")  # the default: no such warning
+    assert r.returncode == 0 and "noise-derived threshold" not in r.stdout + r.stderr
+
+
 def test_even_diameter_is_rounded_up_with_a_note(small, tmp_path):
     out = tmp_path / "e.h5"
     r = _nta("process", small[0], "-o", out, *CAL, "--diameter", "8", "--no-progress")

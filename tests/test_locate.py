@@ -6,6 +6,8 @@ camera) and from plain random / edge-case arrays. No timings here (see benchmark
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,6 +119,20 @@ def test_minmass_threshold_same_for_both_locators(sim_frames):
     b = estimate_minmass(diff, diameter=9, locator="trackpy")
     assert a["noise_sd"] == b["noise_sd"]
     assert a["minmass"] == pytest.approx(b["minmass"], rel=0.02)
+
+
+def test_noise_features_per_frame_counts_the_noise_masses(sim_frames):
+    from nta.locate import noise_features_per_frame
+
+    bg = background_model(sim_frames)
+    noise = estimate_minmass(subtract_background(sim_frames[:4], bg), diameter=9)
+    m, n = noise["noise_masses"], noise["noise_frames"]
+    assert m.size > 100 and np.all(np.diff(m) >= 0) and n == 4
+    for t in (0.0, float(np.median(m)), noise["noise_mass_p99"], noise["minmass"], float(m[-1])):
+        assert noise_features_per_frame(noise, t) == np.count_nonzero(m > t) / n
+    assert noise_features_per_frame(noise, float(np.median(m))) == pytest.approx(m.size / n / 2, rel=0.01)
+    assert noise_features_per_frame(noise, noise["minmass"]) <= 0.25  # the default threshold: ≈ 0.05 per frame
+    assert math.isnan(noise_features_per_frame({}, 1.0))
 
 
 def test_minmass_filter_before_duplicates_is_exact(sim_frames):
