@@ -265,6 +265,12 @@ def test_bad_arguments():
         locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=8, minmass=0, locator="fast")
     with pytest.raises(ValueError):
         locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=7, minmass=0, locator="nope")
+    # the limit the pipeline checks up front is the kernel's own: the largest diameter runs, the next raises
+    from nta.locate import FAST_MAX_DIAMETER
+
+    locate_frames(np.zeros((1, 200, 200), np.float32), 0, diameter=FAST_MAX_DIAMETER, minmass=0, locator="fast")
+    with pytest.raises(ValueError, match="locator='trackpy'"):
+        locate_frames(np.zeros((1, 200, 200), np.float32), 0, diameter=FAST_MAX_DIAMETER + 2, minmass=0, locator="fast")
     for sep in (0, -5.0):  # a zero-size dilation (was a ZeroDivisionError)
         with pytest.raises(ValueError, match="separation"):
             locate_frames(np.zeros((1, 20, 20), np.float32), 0, diameter=7, minmass=0, separation=sep)
