@@ -194,10 +194,20 @@ def estimate_spot_diameter(diff, *, min_diameter: int = 5, max_diameter: int = 3
     -------
     int
         Odd diameter, px.
+
+    Raises
+    ------
+    ValueError
+        Frames narrower or shorter than ``2·max_diameter + 1`` px: the autocorrelation
+        profile out to ``max_diameter`` lags does not fit.
     """
     diff = np.asarray(diff)
     if diff.ndim == 2:
         diff = diff[None]
+    need = 2 * int(max_diameter) + 1
+    if min(diff.shape[1:]) < need:
+        raise ValueError(f"frames of {diff.shape[2]}×{diff.shape[1]} px are too small to measure the spot width on "
+                         f"(at least {need}×{need} px are needed)")
     # Σ_i irfft2(|F_i|²) = irfft2(Σ_i |F_i|²) (linearity): the power spectra are summed and
     # transformed back once (one inverse FFT instead of one per frame; the same
     # autocorrelation up to floating-point rounding)

@@ -571,7 +571,7 @@ def process(
             try:
                 diameter = estimate_spot_diameter(probe)
             except ValueError as e:  # frames too small for the autocorrelation window
-                raise InputError(f"the spot size could not be estimated from frames of {probe.shape[2]}×{probe.shape[1]} px ({e})",
+                raise InputError(f"the spot size could not be estimated: {e}",
                                  fix="give --diameter (odd, px, e.g. 9)", path=input_path) from None
         if diameter % 2 == 0:
             diameter += 1

@@ -448,6 +448,11 @@ def test_spot_diameter_edge_cases():
     one = np.zeros((64, 64))
     one[30, 30] = 100.0  # a single hot pixel
     assert estimate_spot_diameter(one) == _spot_diameter_per_frame_autocorr(one)
+    # too small for the profile out to max_diameter lags: a plain message, not numpy's broadcast error
+    assert estimate_spot_diameter(np.zeros((2, 63, 63), np.float32)) == 7  # the smallest that fits
+    for shape in [(2, 300, 2), (2, 62, 200), (2, 24, 24)]:
+        with pytest.raises(ValueError, match="too small to measure the spot width"):
+            estimate_spot_diameter(np.zeros(shape, np.float32))
 
 
 def _median_f32(a):
