@@ -445,8 +445,6 @@ def _locate_fast(frames, first_frame, *, diameter, minmass, separation, maxsize,
     my, mx, r2, cm, sm = K.mask_tables(r)
     has_bg = background is not None
     bg = np.ascontiguousarray(background, dtype=np.float32) if has_bg else np.zeros((1, 1), np.float32)
-    if has_bg and bg.shape != (H, W):
-        raise ValueError(f"background shape {bg.shape} differs from the frames' {(H, W)}")
     if frames.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         frames = frames.astype(np.float32)
     frames = np.ascontiguousarray(frames)
