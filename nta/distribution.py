@@ -359,8 +359,9 @@ LENGTH_BINS = 5
 #: Without it, in a monodisperse sample (no spread of sizes to tie N to) β ran to −14…+16
 #: and turned length-dependent estimation noise into spurious width (short 100 nm video:
 #: robust SD 1.8 → 8.9 % of the mean, truth 4.9 %); with SD 2 the fitted slopes were
-#: −1.4…+1.1 on the seven monodisperse videos (widths within 1.2 pp of the plain FTLA's)
-#: and 1.7–3.1 on the three mixtures, where the data determine it (SD 3: 1.8–3.3).
+#: −1.4…+2.0 on the seven monodisperse videos (plain and robust SD within 1.3 pp of the
+#: plain FTLA's) and 1.7–3.1 on the three mixtures, where the data determine it (SD 3:
+#: 1.8–3.3); −0.13 on the real bulk_water recording.
 LENGTH_SLOPE_PRIOR_SD = 2.0
 #: EM iterations between two updates of the track-length model (an ECM cycle). 10 and 50
 #: gave the same fractions within 0.02 and D50s within 0.3 % on the benchmark videos; 50
