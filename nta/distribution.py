@@ -610,15 +610,16 @@ def length_bins(n_steps, n_bins: int = LENGTH_BINS):
     n_steps : array_like of float, shape (K,)
         Valid unit-lag steps per track.
     n_bins : int
-        Bins wanted (≥ 1); fewer result when the quantiles tie (many tracks of one length).
+        Bins wanted (≥ 1): equal numbers of tracks, fewer bins where lengths tie (many
+        tracks of one length).
 
     Returns
     -------
     bins : ndarray of int64, shape (K,)
         Bin of each track, 0 … B − 1 (shorter tracks in lower bins).
     edges : ndarray of float64, shape (B + 1,)
-        Distinct quantile edges, steps; bin b holds ``edges[b] ≤ N < edges[b + 1]`` (the last
-        bin also ``N = edges[-1]``).
+        Edges, steps: bin b holds ``edges[b] ≤ N < edges[b + 1]`` (the last bin also
+        ``N = edges[-1]``, the longest track); every bin holds at least one track.
 
     Raises
     ------
@@ -630,11 +631,12 @@ def length_bins(n_steps, n_bins: int = LENGTH_BINS):
     n = np.asarray(n_steps, float).ravel()
     if n.size == 0:
         return np.zeros(0, np.int64), np.zeros(0)
-    edges = np.unique(np.quantile(n, np.linspace(0.0, 1.0, int(n_bins) + 1)))
-    if edges.size < 2:
-        return np.zeros(n.size, np.int64), np.array([edges[0], edges[0]])
-    b = np.clip(np.searchsorted(edges, n, side="right") - 1, 0, edges.size - 2)
-    return b.astype(np.int64), edges
+    srt = np.sort(n)
+    # lower edges: the lengths at ranks ⌊b K / B⌋ of the sorted tracks; tied lengths merge
+    # bins, and every bin starts at a length some track has (none is empty)
+    lower = np.unique(srt[(np.arange(int(n_bins)) * n.size) // int(n_bins)])
+    b = np.searchsorted(lower, n, side="right") - 1
+    return b.astype(np.int64), np.concatenate([lower, srt[-1:]]).astype(np.float64)
 
 
 def _ordinal_thresholds(par, n_bins):

@@ -41,6 +41,9 @@ def test_length_bins_quantiles_ties_and_one_length():
     # one length: one bin
     b3, e3 = dist.length_bins(np.full(7, 20.0), 5)
     assert np.all(b3 == 0) and e3.size == 2
+    # interpolated quantiles between two lengths would leave empty bins: none are kept
+    b4, e4 = dist.length_bins(np.r_[np.full(5, 10.0), np.full(5, 20.0)], 5)
+    assert np.all(np.bincount(b4) > 0) and e4.size - 1 == b4.max() + 1 == 2
     assert dist.length_bins([], 5)[0].size == 0
     with pytest.raises(ValueError, match="n_bins"):
         dist.length_bins(n, 0)
