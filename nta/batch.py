@@ -330,7 +330,8 @@ def request_differences(result, job: Job) -> list:
 
     Compares the input's SHA-256, the calibration values and the options the user
     controls (not values nta derives, such as an estimated spot diameter, and not the
-    sample name, which only groups the batch table).
+    sample name, which only groups the batch table), and whether the distribution was
+    made with the current method (the FTLA's track-length model, 2026-11-30).
 
     Parameters
     ----------
@@ -390,6 +391,11 @@ def request_differences(result, job: Job) -> list:
             diffs.append(f"{name} was {params.get(key)}, now automatic")
         elif given is not None and (not was_flag or not _close(params.get(key), given)):
             diffs.append(f"{name} {params.get(key)} → {given}")
+    from .store import read_summary
+
+    ftla = read_summary(result).get("ftla")
+    if isinstance(ftla, dict) and "length_model" not in ftla:
+        diffs.append("distribution made without the track-length model (an earlier nta)")
     return diffs
 
 

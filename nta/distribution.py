@@ -480,6 +480,20 @@ class FTLAModel:
         q(D̂) = 1 / (D̂ ln(D_max / D_min)), uniform in ln D̂ over the grid's D range, a
         per-track outlier (mislink) term; see :data:`DEFAULT_OUTLIER_WEIGHT`.
 
+    Attributes
+    ----------
+    lik : ndarray of float64, shape (K, G)
+        Row-scaled likelihoods (with the outlier term); after :func:`fit_length_aware` the
+        valid rows are the joint (D̂, length bin) likelihoods, and the plain ones are kept
+        in ``lik_plain``.
+    valid : ndarray of bool, shape (K,)
+        Tracks with a likelihood (D̂ > 0 and finite).
+    n_steps : ndarray of float64, shape (K,)
+        Valid unit-lag steps per track.
+    length_model : dict or None
+        After :func:`fit_length_aware`: ``bins`` (K_valid,) int, ``par`` (B,) and ``x`` (G,),
+        the fitted proportional-odds model (:func:`ordinal_bin_probs`).
+
     Notes
     -----
     The likelihood is the Gamma approximation of the CVE's sampling distribution with the
@@ -587,7 +601,10 @@ class FTLAModel:
         return cached[1]
 
     def _set_valid_rows(self, lik_valid):
-        """Replace the valid tracks' likelihood rows (K_valid, G) and drop the cached factors."""
+        """Replace the valid tracks' likelihood rows (K_valid, G) and drop the cached factors;
+        the first call keeps the rows it replaces in ``lik_plain`` (so a refit starts from them)."""
+        if getattr(self, "lik_plain", None) is None:
+            self.lik_plain = self.lik
         lik = np.array(self.lik, dtype=np.float64, copy=True)
         lik[self.valid] = lik_valid
         self.lik = np.ascontiguousarray(lik)
@@ -665,9 +682,16 @@ def ordinal_bin_probs(par, x, n_bins: int) -> np.ndarray:
     -------
     ndarray of float64, shape (G, B)
         P(bin b | grid point j); rows sum to 1, entries ≥ 1e-300.
+
+    Raises
+    ------
+    ValueError
+        ``n_bins`` < 2 or ``par`` not of length ``n_bins``.
     """
     from scipy.special import expit
 
+    if int(n_bins) < 2 or len(par) != int(n_bins):
+        raise ValueError(f"need n_bins ≥ 2 and len(par) == n_bins, got n_bins={n_bins!r}, len(par)={len(par)}")
     th = _ordinal_thresholds(par, n_bins)
     cdf = expit(th[None, :] - float(par[n_bins - 1]) * np.asarray(x, float)[:, None])
     g = cdf.shape[0]
@@ -753,13 +777,15 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     loglik : float
         Σ_k log Σ_j p(D̂_k, b_k | D_j) w_j (up to the row scales).
     info : dict
-        ``bins`` (B used), ``bin_edges_steps`` (list), ``slope`` (β, per unit ln d; NaN
-        without a length model), ``slope_prior_sd``.
+        ``bins`` (B used; 1: no length model, the plain fit), ``bin_edges_steps`` (list,
+        see :func:`length_bins`), ``slope`` (β per unit ln d; None without a length model),
+        ``thresholds`` (θ_1 … θ_{B−1}, list), ``x_center_ln_nm`` (the centring of x = ln(d / nm)
+        − x_center), ``slope_prior_sd``. With them P(b | d) = :func:`ordinal_bin_probs`.
 
     Raises
     ------
     ValueError
-        ``slope_prior_sd`` ≤ 0 or ``mstep_every`` < 1.
+        ``slope_prior_sd`` ≤ 0, ``mstep_every`` < 1 or ``n_bins`` < 1.
 
     References
     ----------
@@ -791,13 +817,14 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     v = model.valid
     b, edges = length_bins(model.n_steps[v], n_bins)
     nb = max(1, edges.size - 1)
-    info = {"bins": int(nb), "bin_edges_steps": [float(e) for e in edges], "slope": float("nan"),
-            "slope_prior_sd": float(slope_prior_sd)}
+    info = {"bins": int(nb), "bin_edges_steps": [float(e) for e in edges], "slope": None, "thresholds": [],
+            "x_center_ln_nm": None, "slope_prior_sd": float(slope_prior_sd)}
     if nb < 2 or model.n_tracks < 2:
         w, n_iter, ll = model.fit(smooth_log=smooth_log, max_iter=max_iter, tol=tol)
         info["bins"] = 1
         return w, n_iter, ll, info
-    lik0 = np.ascontiguousarray(model.lik[v])
+    plain = getattr(model, "lik_plain", None)
+    lik0 = np.ascontiguousarray((model.lik if plain is None else plain)[v])  # a refit starts from the plain rows
     k_n, g_n = lik0.shape
     lg = np.log(model.grid_nm)
     x = lg - lg.mean()
@@ -829,6 +856,8 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     model._set_valid_rows(lik)
     model.length_model = {"bins": b, "par": par, "x": x}
     info["slope"] = float(par[nb - 1])
+    info["thresholds"] = [float(t) for t in _ordinal_thresholds(par, nb)]
+    info["x_center_ln_nm"] = float(lg.mean())
     return w, done, ll, info
 
 
@@ -1073,7 +1102,8 @@ def deconvolve(per_track, calibration, *, smooth_log=DEFAULT_SMOOTH_LOG, min_ste
 
     Measured limits (benchmarks/results/accuracy.md): the number distribution is per
     *track*, not per particle; no correction is made for the length bias (small, dim,
-    fast particles give fewer tracks of ≥ 13 steps). On the 70+130 nm and 80+120 nm
+    fast particles give fewer tracks of ≥ 13 steps); the track-length model corrects the
+    deconvolution for the *lengths* of the tracks that are there, not for the missing ones. On the 70+130 nm and 80+120 nm
     videos the small population's track share was 0.18–0.30 against a true particle
     share of 0.51; lowering ``min_steps`` to 3–8 did not close the gap (0.22) and widened
     the SD through noisy short tracks, so the included tracks stay the default (re-measured
@@ -1527,7 +1557,9 @@ def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_
         ``d90_nm``, ``sd_robust_nm`` (half the 15.87–84.13 % inter-quantile range, nm; see
         :func:`grid_statistics`), ``window_nm``, ``window_fraction`` and their ``*_ci95``, ``peaks_nm``,
         ``peak_fractions``, ``d50_in_window``, ``mode_in_window``, ``distribution``,
-        ``weighting``, ``ftla`` (iterations, prior, grid), the area- and volume-weighted
+        ``weighting``, ``ftla`` (iterations, prior, grid, ``loglik``: the joint (D̂, length bin)
+        log-likelihood with the length model, ``length_model``: the ``info`` of
+        :func:`fit_length_aware` or ``{"bins": 0}`` when off), the area- and volume-weighted
         ``area_d50_nm`` / ``volume_d50_nm`` / ``*_mean_nm`` / ``*_mode_nm``, and the
         raw per-track statistics ``raw_*``.
     arrays : dict of ndarray
@@ -1579,7 +1611,8 @@ def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_
         summary[f"number_{k}"] = nst[k]
     summary["d50_in_window"] = bool(lo <= summary["d50_nm"] <= hi)
     summary["mode_in_window"] = bool(lo <= summary["mode_nm"] <= hi)
-    summary["distribution"] = f"FTLA maximum-likelihood deconvolution ({weighting}-weighted)"
+    with_lm = "with track-length model, " if (info["length_model"] or {}).get("bins", 0) >= 2 else ""
+    summary["distribution"] = f"FTLA maximum-likelihood deconvolution ({with_lm}{weighting}-weighted)"
     summary["weighting"] = weighting
     summary["ftla"] = {
         "tracks": info["tracks"], "n_iter": info["n_iter"], "loglik": info["loglik"], "smooth_log": smooth_log,

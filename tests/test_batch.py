@@ -218,3 +218,25 @@ def test_batch_killed_midway_then_restarted(tmp_path):
     assert all(is_complete(q) and read_summary(q)["tracks_valid"] > 0 for q in results)
     assert {q.name: q.stat().st_mtime_ns for q in res.glob("k_*.h5") if q.name in finished_before} == finished_before
     assert not list(res.glob("*.partial"))
+
+
+def test_result_made_without_the_track_length_model_is_not_skipped(tmp_path):
+    # a complete result whose distribution predates the FTLA's track-length model is a
+    # different request, reported as such (and redone with --overwrite), not "skipped"
+    import h5py
+
+    src = _make_folder(tmp_path / "in", [("d1", "beads_001", 100.0), ("d2", "beads_002", 100.0)])
+    res = tmp_path / "res"
+    r1 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50})
+    assert r1["counts"]["done"] == 2, r1["videos"]["error"].tolist()
+    out = sorted(p for p in res.rglob("*.h5") if p.name != "batch.h5")[0]
+    with h5py.File(out, "r+") as f:  # what an earlier nta wrote: no ftla.length_model
+        s = json.loads(f["summary"].attrs["json"])
+        assert "length_model" in s["ftla"]
+        del s["ftla"]["length_model"]
+        f["summary"].attrs["json"] = json.dumps(s)
+    r2 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50})
+    st = dict(zip(r2["videos"]["status"], r2["videos"]["error"]))
+    assert r2["counts"]["skipped"] == 1 and "track-length model" in st["exists with other parameters"]
+    r3 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50}, overwrite=True)
+    assert r3["counts"] == {"done": 1, "skipped": 1, "failed": 0} and "length_model" in read_summary(out)["ftla"]

@@ -123,7 +123,7 @@ def test_one_track_length_is_the_plain_fit():
     per = synthetic_tracks([100.0], [1.0], 200, seed=5, n_min=30, n_max=30)
     m0, w0, i0 = dist.deconvolve(per, CAL0, length_model=False)
     m1, w1, i1 = dist.deconvolve(per, CAL0)
-    assert i1["length_model"]["bins"] == 1 and np.isnan(i1["length_model"]["slope"])
+    assert i1["length_model"]["bins"] == 1 and i1["length_model"]["slope"] is None
     assert np.array_equal(w0, w1) and i0["n_iter"] == i1["n_iter"]
 
 
@@ -152,3 +152,23 @@ def test_bad_arguments():
         dist.fit_length_aware(model, slope_prior_sd=0.0)
     with pytest.raises(ValueError, match="mstep_every"):
         dist.fit_length_aware(model, mstep_every=0)
+
+
+def test_refit_starts_from_the_plain_rows_and_summary_names_the_model():
+    per = _mixture_with_lengths(300, (13, 40), (40, 120), seed=4)
+    model, w1, info = dist.deconvolve(per, CAL0)
+    w2, _, _, info2 = dist.fit_length_aware(model)  # again on the same model: the same answer
+    assert np.allclose(w1, w2, atol=1e-12) and info2["slope"] == pytest.approx(info["length_model"]["slope"])
+    assert model.lik_plain is not None and model.lik_plain.shape == model.lik.shape
+    # the stored thresholds and centring rebuild P(b | d)
+    lm = info2
+    par = np.r_[lm["thresholds"][0], np.log(np.diff(lm["thresholds"])), lm["slope"]]
+    x = np.log(model.grid_nm) - lm["x_center_ln_nm"]
+    p = dist.ordinal_bin_probs(par, x, lm["bins"])
+    assert np.allclose(p, dist.ordinal_bin_probs(model.length_model["par"], model.length_model["x"], lm["bins"]))
+    s, _, _ = dist.size_distribution(per, CAL0, n_boot=10)
+    assert "track-length model" in s["distribution"]
+    s0, _, _ = dist.size_distribution(per, CAL0, n_boot=10, length_model=False)
+    assert "track-length model" not in s0["distribution"]
+    with pytest.raises(ValueError, match="n_bins"):
+        dist.ordinal_bin_probs(np.zeros(1), x, 1)
