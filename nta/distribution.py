@@ -491,8 +491,9 @@ class FTLAModel:
     n_steps : ndarray of float64, shape (K,)
         Valid unit-lag steps per track.
     length_model : dict or None
-        After :func:`fit_length_aware`: ``bins`` (K_valid,) int, ``par`` (B,) and ``x`` (G,),
-        the fitted proportional-odds model (:func:`ordinal_bin_probs`).
+        After :func:`fit_length_aware`: ``bins`` (K_valid,) int, ``par`` (B,), ``x`` (G,) and
+        ``pi`` (G, B), the fitted proportional-odds model (:func:`ordinal_bin_probs`), and
+        ``factors``, the low-rank factors of the unscaled rows (or None).
 
     Notes
     -----
@@ -725,6 +726,19 @@ def _ordinal_objective(par, cnt, x, n_bins, prior_sd):
     return val, grad
 
 
+def _plain_factors(model: FTLAModel, lik0):
+    """Low-rank factors (:func:`_lowrank_factors`) of the unscaled valid rows ``lik0``, or None
+    (computed once per model, with a single-threaded BLAS as :meth:`FTLAModel.lowrank_factors`)."""
+    cached = getattr(model, "_plain_factors_cache", None)
+    if cached is None:
+        from threadpoolctl import threadpool_limits
+
+        with _BLAS_LOCK, threadpool_limits(limits=1, user_api="blas"):
+            cached = (_lowrank_factors(lik0, EM_LOWRANK_TOL),)
+        model._plain_factors_cache = cached
+    return cached[0]
+
+
 def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior_sd: float = LENGTH_SLOPE_PRIOR_SD,
                      smooth_log=DEFAULT_SMOOTH_LOG, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL,
                      mstep_every: int = LENGTH_MSTEP_EVERY):
@@ -808,7 +822,7 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     """
     from scipy.optimize import minimize
 
-    from .kernels.ftla import em_weights
+    from .kernels.ftla import em_weights, em_weights_factored_binned
 
     if not (slope_prior_sd > 0):
         raise ValueError(f"slope_prior_sd must be > 0, got {slope_prior_sd!r}")
@@ -836,16 +850,29 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     c = np.ones(k_n)
     S = model._smoother(smooth_log)
     w = np.full(g_n, 1.0 / g_n)
+    fac = _plain_factors(model, lik0)
+    no_rows = np.zeros((0, g_n))
     done = 0
     while True:
-        lik = np.ascontiguousarray(lik0 * ordinal_bin_probs(par, x, nb)[:, b].T)
+        pi = np.ascontiguousarray(ordinal_bin_probs(par, x, nb))
         step = min(int(mstep_every), int(max_iter) - done)
         if step <= 0:
             break
-        w, it, ll = em_weights(lik, c, w + 1e-12 if done else w, S, step, float(tol))
+        w0 = w + 1e-12 if done else w
+        if fac is not None:
+            # the unscaled rows' factors, scaled per bin (the same error bound); the expected
+            # counts cnt_jb = w_j π_jb Σ_{k in b} p_kj / den_k through the factors too
+            lf, mf = fac
+            w, it, _ = em_weights_factored_binned(lf, mf, pi, b, no_rows, c, w0, S, step, float(tol))
+            u = mf @ (pi * w[:, None])  # (r, B)
+            den = np.einsum("kr,kr->k", lf, u[:, b].T)
+            cnt = w[:, None] * pi * (mf.T @ (onehot.T @ (lf / den[:, None])).T)
+        else:
+            lik = np.ascontiguousarray(lik0 * pi[:, b].T)
+            w, it, _ = em_weights(lik, c, w0, S, step, float(tol))
+            den = lik @ w
+            cnt = (onehot.T @ (lik / den[:, None])).T * w[:, None]  # (G, B) expected counts
         done += int(it)
-        den = lik @ w
-        cnt = (onehot.T @ (lik / den[:, None])).T * w[:, None]  # (G, B) expected counts
         res = minimize(_ordinal_objective, par, args=(cnt, x, nb, float(slope_prior_sd)), jac=True, method="BFGS")
         moved = float(np.max(np.abs(res.x - par)))
         par = res.x
@@ -854,7 +881,8 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     lik = np.ascontiguousarray(lik0 * ordinal_bin_probs(par, x, nb)[:, b].T)
     ll = float(np.sum(np.log(np.maximum(lik @ w, 1e-300))))
     model._set_valid_rows(lik)
-    model.length_model = {"bins": b, "par": par, "x": x}
+    model.length_model = {"bins": b, "par": par, "x": x, "pi": np.ascontiguousarray(ordinal_bin_probs(par, x, nb)),
+                          "factors": fac}
     info["slope"] = float(par[nb - 1])
     info["thresholds"] = [float(t) for t in _ordinal_thresholds(par, nb)]
     info["x_center_ln_nm"] = float(lg.mean())
@@ -1265,7 +1293,7 @@ def _lowrank_factors(lik, tol: float = EM_LOWRANK_TOL):
     return np.ascontiguousarray(lfull[:, :r]), np.ascontiguousarray(vt[:r])
 
 
-def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=None) -> np.ndarray:
+def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=None, bins=None) -> np.ndarray:
     """:func:`nta.kernels.ftla.em_weights` for many track weightings at once.
 
     Column b of ``track_w`` (K, B) is one resample's multiplicities; all start from ``w0``
@@ -1294,6 +1322,11 @@ def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=
         ``((c / den)ᵀ L) M``, each within a relative error of the factors' tolerance
         (:data:`EM_LOWRANK_TOL`) of the full products, in a fraction r (K + G) / (K G)
         of the work.
+    bins : (bins, pi), optional
+        With ``factors`` of the *unscaled* rows: ``lik`` is p_kj π_{j, bins_k} (the
+        track-length model of :func:`fit_length_aware`; bins (K,) int, pi (G, nb)), and the
+        products go per bin as in :func:`nta.kernels.ftla.em_weights_factored_binned`, with
+        the same error bound.
 
     Returns
     -------
@@ -1312,13 +1345,32 @@ def _em_batch(lik, track_w, w0, smoother, max_iter: int, tol: float, *, factors=
     if factors is not None:
         lf, mf = factors
         lft, mft = np.ascontiguousarray(lf.T), np.ascontiguousarray(mf.T)
+    if factors is not None and bins is not None:
+        # tracks sorted by bin (the same products, summed in another order): contiguous blocks
+        bb, pi = np.asarray(bins[0]), np.asarray(bins[1], np.float64)
+        order = np.argsort(bb, kind="stable")
+        c = np.ascontiguousarray(c[order])
+        lf = lf[order]
+        bounds = np.searchsorted(bb[order], np.arange(pi.shape[1] + 1))
+        blocks = [(int(a), int(e), np.ascontiguousarray(lf[a:e]), np.ascontiguousarray(lf[a:e].T), pi[:, g:g + 1])
+                  for g, (a, e) in enumerate(zip(bounds[:-1], bounds[1:])) if e > a]
+    else:
+        blocks = None
     for _ in range(int(max_iter)):
         if active.size == 0:
             break
         wa = w[:, active] if active.size < b_n else w
         ca = c[:, active] if active.size < b_n else c
         d, f = den[:, :active.size], fbuf[:, :active.size]
-        if factors is not None:
+        if blocks is not None:
+            for a, e, lfb, _, pib in blocks:
+                np.matmul(lfb, mf @ (pib * wa), out=d[a:e])
+            np.divide(ca, d, out=f)
+            back = np.zeros_like(wa)
+            for a, e, _, lftb, pib in blocks:
+                back += pib * (mft @ (lftb @ f[a:e]))
+            new = wa * back / tot[active]
+        elif factors is not None:
             np.matmul(lf, mf @ wa, out=d)
             # den_kb ≥ (1 − tol) min_j p_kj > 0 for every row (see _lowrank_factors)
             np.divide(ca, d, out=f)
@@ -1400,7 +1452,16 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
     # machine (measured 18 s instead of 4 s with the load average at 3 on 2 CPUs)
     block = int(min(200, max(16, BOOT_BLOCK_ELEMENTS // max(1, idx.size))))
     block = max(1, min(block, -(-n_boot // workers)))
-    factors = model.lowrank_factors(float(lowrank_tol)) if lowrank_tol > 0 else None  # cached by the fit
+    lm = getattr(model, "length_model", None)
+    bins = None
+    if lowrank_tol <= 0:
+        factors = None
+    elif lm is not None:  # joint rows: the unscaled rows' factors, scaled per bin
+        factors = lm["factors"] if float(lowrank_tol) == EM_LOWRANK_TOL else _lowrank_factors(
+            np.ascontiguousarray(model.lik_plain[idx]), float(lowrank_tol))
+        bins = (lm["bins"], lm["pi"]) if factors is not None else None
+    else:
+        factors = model.lowrank_factors(float(lowrank_tol))  # cached by the fit
     # the multiplicities, block after block in resample order (successive calls draw the
     # same vectors, in the same order, as one call with size=n_boot), kept as int32 (a count
     # is at most the number of tracks) and made float64 one block at a time, instead of a
@@ -1411,7 +1472,7 @@ def bootstrap_deconvolved(model: FTLAModel, w_hat, *, window_nm=DEFAULT_WINDOW_N
 
     def run(b0):
         counts = np.ascontiguousarray(draws[b0].T, dtype=np.float64)
-        wb = _em_batch(lik, counts, w0, S, int(max_iter), float(DEFAULT_TOL), factors=factors)
+        wb = _em_batch(lik, counts, w0, S, int(max_iter), float(DEFAULT_TOL), factors=factors, bins=bins)
         for j in range(wb.shape[1]):
             st = grid_statistics(model.grid_nm, wb[:, j], window_nm)
             for k in keys:

@@ -172,3 +172,65 @@ def test_refit_starts_from_the_plain_rows_and_summary_names_the_model():
     assert "track-length model" not in s0["distribution"]
     with pytest.raises(ValueError, match="n_bins"):
         dist.ordinal_bin_probs(np.zeros(1), x, 1)
+
+
+# ----------------------------------------------------------------------------- factored products
+
+
+def _joint_case(seed=7, n=400):
+    per = _mixture_with_lengths(n, (13, 40), (40, 120), seed=seed)
+    model, w, info = dist.deconvolve(per, CAL0)
+    lm = model.length_model
+    return model, w, lm
+
+
+def test_binned_factored_kernel_matches_naive_em_on_the_joint_rows():
+    from nta.kernels.ftla import em_weights_factored_binned
+    from tests.naive import naive_em
+
+    model, w, lm = _joint_case()
+    assert lm["factors"] is not None  # the unscaled rows have a low-rank form
+    joint = np.ascontiguousarray(model.lik[model.valid])
+    c = np.ones(joint.shape[0])
+    w0 = np.full(joint.shape[1], 1.0 / joint.shape[1])
+    for smooth in (0.0, 0.05):
+        S = dist.smoothing_matrix(model.grid_nm, smooth) if smooth else np.zeros((0, 0))
+        wk, itk, llk = em_weights_factored_binned(lm["factors"][0], lm["factors"][1], lm["pi"], lm["bins"], joint, c, w0, S, 300, 0.0)
+        wn, itn, lln = naive_em(joint, c, w0, S, 300, 0.0)
+        assert itk == itn == 300
+        np.testing.assert_allclose(wk, wn, rtol=1e-7, atol=1e-12)
+        assert llk == pytest.approx(lln, rel=1e-12)
+    # zero-weight tracks are skipped as by em_weights
+    c2 = c.copy()
+    c2[::3] = 0.0
+    wk, _, _ = em_weights_factored_binned(lm["factors"][0], lm["factors"][1], lm["pi"], lm["bins"], joint, c2, w0, np.zeros((0, 0)), 100, 0.0)
+    wn, _, _ = naive_em(joint, c2, w0, np.zeros((0, 0)), 100, 0.0)
+    np.testing.assert_allclose(wk, wn, rtol=1e-7, atol=1e-12)
+
+
+def test_fit_with_and_without_factors_agree():
+    per = _mixture_with_lengths(400, (13, 40), (40, 120), seed=8)
+    m1, w1, i1 = dist.deconvolve(per, CAL0)
+    m2 = dist.FTLAModel(per.loc[per.included, "D_um2_s"], per.loc[per.included, "n_steps"],
+                        dist._sigma2_model(per.loc[per.included, "sigma_loc_um"].to_numpy(), per.loc[per.included, "mass_mean"].to_numpy()),
+                        fps=CAL0.fps, blur_r=CAL0.motion_blur_r, temperature_c=CAL0.temperature_c,
+                        viscosity_mpas=CAL0.viscosity_mpas, grid_nm=m1.grid_nm)
+    m2._plain_factors_cache = (None,)  # force the full products
+    w2, _, _, i2 = dist.fit_length_aware(m2)
+    assert m1.length_model["factors"] is not None and m2.length_model["factors"] is None
+    np.testing.assert_allclose(w1, w2, atol=1e-6)
+    assert i1["length_model"]["slope"] == pytest.approx(i2["slope"], abs=1e-4)
+
+
+def test_batched_bootstrap_with_binned_factors_equals_full_products():
+    model, w, lm = _joint_case(seed=9, n=300)
+    joint = np.ascontiguousarray(model.lik[model.valid])
+    rng = np.random.default_rng(0)
+    counts = rng.multinomial(joint.shape[0], np.full(joint.shape[0], 1.0 / joint.shape[0]), size=6).T.astype(float)
+    wf = dist._em_batch(joint, counts, w, np.zeros((0, 0)), 200, dist.DEFAULT_TOL, factors=lm["factors"], bins=(lm["bins"], lm["pi"]))
+    wn = dist._em_batch(joint, counts, w, np.zeros((0, 0)), 200, dist.DEFAULT_TOL)
+    np.testing.assert_allclose(wf, wn, rtol=1e-7, atol=1e-12)
+    a = dist.bootstrap_deconvolved(model, w, n_boot=40)
+    b = dist.bootstrap_deconvolved(model, w, n_boot=40, lowrank_tol=0.0)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-9)
