@@ -758,8 +758,10 @@ def fit_length_aware(model: FTLAModel, *, n_bins: int = LENGTH_BINS, slope_prior
     with b_k the track's quantile bin of N (:func:`length_bins`) and P(b | d) the
     proportional-odds model :func:`ordinal_bin_probs` (slope β with a N(0, ``slope_prior_sd``²)
     prior). The weights and (θ, β) are fitted by ECM (Meng & Rubin, Biometrika 80, 267
-    (1993)): ``mstep_every`` EM iterations of the weights (:func:`nta.kernels.ftla.em_weights`,
-    with the EMS smoothing of ``smooth_log``) alternate with a maximisation over (θ, β)
+    (1993)): ``mstep_every`` EM iterations of the weights (with the EMS smoothing of
+    ``smooth_log``; through the low-rank factors of the unscaled rows, scaled per bin,
+    :func:`nta.kernels.ftla.em_weights_factored_binned`, when they exist, else
+    :func:`nta.kernels.ftla.em_weights` on the joint rows) alternate with a maximisation over (θ, β)
     (BFGS with the analytic gradient), for ``max_iter`` EM iterations in all (the same cap,
     and the same implicit regularisation, as the plain fit), or until the weights stop
     changing by ``tol`` and (θ, β) by 1e-6.

@@ -234,3 +234,35 @@ def test_batched_bootstrap_with_binned_factors_equals_full_products():
     b = dist.bootstrap_deconvolved(model, w, n_boot=40, lowrank_tol=0.0)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-9)
+
+
+def test_binned_factored_kernel_edge_cases_match_naive():
+    from nta.kernels.ftla import em_weights_factored_binned
+    from tests.naive import naive_em
+
+    rng = np.random.default_rng(3)
+    g = 12
+    for k, nb in ((1, 1), (2, 2), (7, 3)):  # one track, one bin; bins with one track each
+        lf = rng.uniform(0.1, 1.0, (k, 3))
+        mf = rng.uniform(0.1, 1.0, (3, g))
+        plain = lf @ mf  # exactly rank 3
+        pi = rng.uniform(0.05, 1.0, (g, nb))
+        pi /= pi.sum(axis=1, keepdims=True)
+        bins = np.arange(k, dtype=np.int64) % nb
+        joint = plain * pi[:, bins].T
+        c = np.ones(k)
+        w0 = np.full(g, 1.0 / g)
+        wk, itk, llk = em_weights_factored_binned(lf, mf, pi, bins, joint, c, w0, np.zeros((0, 0)), 50, 0.0)
+        wn, itn, lln = naive_em(joint, c, w0, np.zeros((0, 0)), 50, 0.0)
+        np.testing.assert_allclose(wk, wn, rtol=1e-10, atol=1e-14)
+        assert itk == itn and llk == pytest.approx(lln, rel=1e-12)
+    # a track with weight 0 (a gap in a resample) and a NaN row that is weighted 0 are skipped
+    lf = rng.uniform(0.1, 1.0, (4, 2)); mf = rng.uniform(0.1, 1.0, (2, g))
+    pi = np.full((g, 2), 0.5); bins = np.array([0, 1, 0, 1])
+    joint = (lf @ mf) * 0.5
+    lf_nan = lf.copy(); lf_nan[2] = np.nan
+    c = np.array([1.0, 1.0, 0.0, 2.0])
+    wk, _, _ = em_weights_factored_binned(lf_nan, mf, pi, bins, joint, c, np.full(g, 1.0 / g), np.zeros((0, 0)), 30, 0.0)
+    wn, _, _ = naive_em(joint, c, np.full(g, 1.0 / g), np.zeros((0, 0)), 30, 0.0)
+    assert np.all(np.isfinite(wk))
+    np.testing.assert_allclose(wk, wn, rtol=1e-10, atol=1e-14)
