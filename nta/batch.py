@@ -62,7 +62,8 @@ _EXPORT_SUFFIXES = (".csv", ".txt")
 _OPTION_DEFAULTS = {"invert": False, "window_nm": (40.0, 150.0), "dilution_factor": 1.0,
                     "detection_depth_um": None, "protein_ug_ml": None}
 #: Options given by flag only.
-_FLAG_ONLY = ("diameter_px", "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "n_boot", "locator")
+_FLAG_ONLY = ("diameter_px", "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "n_boot", "locator",
+              "length_model")
 #: Summary statistics aggregated per sample.
 SAMPLE_METRICS = ("mean_nm", "mode_nm", "sd_nm", "d10_nm", "d50_nm", "d90_nm", "window_fraction", "tracks_valid",
                   "concentration_per_ml")
@@ -393,9 +394,15 @@ def request_differences(result, job: Job) -> list:
             diffs.append(f"{name} {params.get(key)} → {given}")
     from .store import read_summary
 
+    # the FTLA's track-length model (2026-11-30): on unless --no-length-model; a result made
+    # before it has no "ftla_length_model" parameter and no ftla.length_model in its summary
     ftla = read_summary(result).get("ftla")
-    if isinstance(ftla, dict) and "length_model" not in ftla:
-        diffs.append("distribution made without the track-length model (an earlier nta)")
+    had = params.get("ftla_length_model", isinstance(ftla, dict) and "length_model" in ftla)
+    want = o.get("length_model")
+    want = True if want is None else bool(want)
+    if isinstance(ftla, dict) and bool(had) != want:
+        diffs.append(f"track-length model {'on' if had else 'off'} → {'on' if want else 'off'}"
+                     + ("" if "ftla_length_model" in params else " (made by an earlier nta)"))
     return diffs
 
 

@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--minmass", type=float, help="mass threshold (default: derived from the noise)")
     pp.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics for the smallest size, then narrowed to the fastest population the first linking pass finds)")
     pp.add_argument("--memory", type=int, default=3, help="linking memory, frames (default 3)")
+    pp.add_argument("--no-length-model", action="store_false", dest="length_model",
+                    help="Walker's FTLA without the track-length model (default: lengths modelled with sizes)")
     pp.add_argument("--split-alpha", type=float, default=0.0, dest="split_alpha",
                     help="cut tracks at steps implausible under their own Brownian statistics at this level "
                          "(e.g. 1e-4; default 0 = off)")
@@ -205,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--search-range", type=float, dest="search_range_px", help="linking radius, px (default: from physics for the smallest size, then narrowed to the fastest population the first linking pass finds)")
     pb.add_argument("--memory", type=int, help="linking memory, frames (default 3)")
     pb.add_argument("--min-track-length", type=int, help="minimum one-frame steps per track in the distribution")
+    pb.add_argument("--no-length-model", action="store_false", dest="length_model",
+                    help="Walker's FTLA without the track-length model (default: lengths modelled with sizes)")
     pb.add_argument("--max-frames", type=int, help="process only the first N frames of each video")
     pb.add_argument("--samples", dest="samples_csv", help="CSV with columns file,sample (default: samples.csv in the input root, nta.toml [samples], names)")
     pb.add_argument("--overwrite", action="store_true", help="redo complete results made with other parameters")
@@ -322,6 +326,7 @@ def _process(a) -> int:
         search_range_px=a.search_range_px,
         memory=a.memory,
         split_alpha=a.split_alpha,
+        length_model=a.length_model,
         min_track_length=a.min_track_length,
         max_frames=a.max_frames,
         locator=a.locator,
@@ -401,6 +406,7 @@ def _process_all_tracks(a, log) -> int:
     tracks = read_nanosight_all_tracks(path)
     process_tracks(tracks, a.output, calibration=cal, window_nm=tuple(a.window), min_track_length=a.min_track_length,
                    dilution_factor=a.dilution_factor, sample=a.sample or stem, input_path=path, overwrite=a.overwrite,
+                   length_model=a.length_model,
                    command=" ".join(shlex.quote(x) for x in sys.argv), log=log)
     _print_result(a.output)
     return 0
@@ -414,7 +420,8 @@ def _batch(a) -> int:
 
     flags = {k: getattr(a, k) for k in ("pixel_size_um", "fps", "temperature_c", "viscosity_mpas", "exposure_ms", "invert",
                                         "window_nm", "dilution_factor", "detection_depth_um", "protein_ug_ml", "diameter_px",
-                                        "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "locator")}
+                                        "minmass", "search_range_px", "memory", "min_track_length", "max_frames", "locator",
+                                        "length_model")}
     r = run_batch(a.inputs, a.output, flags=flags, samples_csv=a.samples_csv, overwrite=a.overwrite, scheduler=a.scheduler,
                   dask_local=a.dask_local, jobs=a.jobs, progress=not a.no_progress and sys.stderr.isatty(),
                   command=" ".join(shlex.quote(x) for x in sys.argv), log=log)

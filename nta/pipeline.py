@@ -373,6 +373,7 @@ def process(
     n_background: int = DEFAULT_BACKGROUND_FRAMES,
     max_frames: int | None = None,
     n_boot: int = 1000,
+    length_model: bool = True,
     locator: str = "fast",
     dilution_factor: float = 1.0,
     detection_depth_um: float | None = None,
@@ -437,6 +438,9 @@ def process(
         Process only the first ``max_frames`` frames.
     n_boot : int
         Bootstrap resamples for confidence intervals.
+    length_model : bool
+        Model the tracks' lengths jointly with their sizes in the FTLA deconvolution
+        (:func:`nta.distribution.fit_length_aware`, default); False gives Walker's FTLA.
     dilution_factor : float
         Dilution of the measured suspension relative to the sample (≥ 1), for
         concentration (particles/mL of the original sample).
@@ -608,6 +612,7 @@ def process(
             "locator": locator,
             "max_frames": max_frames,
             "n_boot": n_boot,
+            "ftla_length_model": bool(length_model),
             "dilution_factor": float(dilution_factor),
             "detection_depth_um": detection_depth_um,
             "protein_ug_ml": protein_ug_ml,
@@ -683,7 +688,7 @@ def process(
             ppf_tracked = tracked_particles_per_frame(tracks, n_frames)  # for the concentration
             del tracks, lr  # written; freed before the bootstrap, the run's peak of memory
             # ---- distribution -----------------------------------------------------------
-            summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot)
+            summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot, length_model=length_model)
             w.write_arrays("distribution", arrays, attrs=dist_attrs)
             if n_feat == 0:
                 notes.append("no particles found: check --invert (dark particles on bright?), the focus, or give --minmass")
@@ -741,6 +746,7 @@ def process_tracks(
     subtract_drift: bool = True,
     drift_smoothing: int = 15,
     n_boot: int = 1000,
+    length_model: bool = True,
     dilution_factor: float = 1.0,
     sample: str | None = None,
     input_path=None,
@@ -778,6 +784,9 @@ def process_tracks(
         Frames in trackpy's rolling mean of the drift.
     n_boot : int
         Bootstrap resamples for confidence intervals.
+    length_model : bool
+        Model the tracks' lengths jointly with their sizes in the FTLA deconvolution
+        (:func:`nta.distribution.fit_length_aware`, default); False gives Walker's FTLA.
     dilution_factor : float
         Dilution factor (≥ 1), recorded.
     sample : str, optional
@@ -859,6 +868,7 @@ def process_tracks(
         "subtract_drift": bool(subtract_drift),
         "drift_smoothing_frames": int(drift_smoothing),
         "n_boot": n_boot,
+        "ftla_length_model": bool(length_model),
         "dilution_factor": float(dilution_factor),
         "sample": sample_name,
     }
@@ -874,7 +884,7 @@ def process_tracks(
         w.set_status("running: sizing")
         per = per_track_table(tracks, cal, min_track_length=min_len)
         w.write_table("per_track", per)
-        summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot)
+        summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot, length_model=length_model)
         w.write_arrays("distribution", arrays, attrs=dist_attrs)
         if summary["tracks_valid"] == 0:
             notes.append(f"no track has {min_len} or more one-frame steps with D > 0: the distribution is empty")

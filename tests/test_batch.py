@@ -235,8 +235,21 @@ def test_result_made_without_the_track_length_model_is_not_skipped(tmp_path):
         assert "length_model" in s["ftla"]
         del s["ftla"]["length_model"]
         f["summary"].attrs["json"] = json.dumps(s)
+        pa = json.loads(f["provenance"].attrs["parameters"])
+        del pa["ftla_length_model"]
+        f["provenance"].attrs["parameters"] = json.dumps(pa)
     r2 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50})
     st = dict(zip(r2["videos"]["status"], r2["videos"]["error"]))
     assert r2["counts"]["skipped"] == 1 and "track-length model" in st["exists with other parameters"]
+    assert "made by an earlier nta" in st["exists with other parameters"]
     r3 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50}, overwrite=True)
     assert r3["counts"] == {"done": 1, "skipped": 1, "failed": 0} and "length_model" in read_summary(out)["ftla"]
+    # --no-length-model is another request, and gives Walker's FTLA
+    r4 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50, "length_model": False})
+    assert set(r4["videos"]["status"]) == {"exists with other parameters"}
+    assert "track-length model on → off" in r4["videos"]["error"].iloc[0]
+    r5 = run_batch([str(src)], res, jobs=1, flags={"n_boot": 50, "length_model": False}, overwrite=True)
+    assert r5["counts"]["done"] == 2
+    s5 = read_summary(out)
+    assert s5["ftla"]["length_model"] == {"bins": 0} and "track-length model" not in s5["distribution"]
+    assert run_batch([str(src)], res, jobs=1, flags={"n_boot": 50, "length_model": False})["counts"]["skipped"] == 2

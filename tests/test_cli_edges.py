@@ -4,6 +4,7 @@ line, tiny frames, closed stdout / stderr, a SIGTERM during the imports."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -109,3 +110,29 @@ def test_malloc_arenas_limited_on_glibc():
         assert ok is True
     else:
         assert ok is False
+
+
+def test_no_length_model_flag_gives_walkers_ftla(tmp_path):
+    import json as _json
+    import subprocess as _sp
+    import sys as _sys
+
+    import h5py
+
+    from nta.store import read_summary
+
+    video = Path(__file__).resolve().parents[1] / "sample_videos" / "mono_100nm.avi"
+    outs = {}
+    for flag in ([], ["--no-length-model"]):
+        out = tmp_path / f"r{len(flag)}.h5"
+        r = _sp.run([_sys.executable, "-m", "nta.cli", "process", str(video), "-o", str(out), "--pixel-size", "0.166",
+                     "--temperature", "22", "--no-progress", *flag], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        outs[bool(flag)] = (read_summary(out), r.stdout, out)
+    s_on, txt_on, out_on = outs[False]
+    s_off, txt_off, out_off = outs[True]
+    assert "with track-length model" in s_on["distribution"] and "with track-length model" in txt_on
+    assert "track-length model" not in s_off["distribution"] and s_off["ftla"]["length_model"] == {"bins": 0}
+    with h5py.File(out_on, "r") as f, h5py.File(out_off, "r") as g:
+        assert _json.loads(f["provenance"].attrs["parameters"])["ftla_length_model"] is True
+        assert _json.loads(g["provenance"].attrs["parameters"])["ftla_length_model"] is False
