@@ -49,7 +49,8 @@ def compare_results(a, b) -> tuple[pd.DataFrame, dict]:
         Index :data:`COMPARE_KEYS`; columns ``A``, ``B``, ``B_minus_A`` and
         ``relative_pct`` (100 (B − A)/A). NaN where a file lacks the value.
     info : dict
-        ``A`` and ``B``: labels (source and file name), ``complete`` flags, ``window_nm``.
+        ``A`` and ``B``: labels (source and file name), ``complete`` flags, ``window_nm``,
+        ``A_distribution`` / ``B_distribution``: how each file's distribution was made.
 
     Raises
     ------
@@ -66,7 +67,8 @@ def compare_results(a, b) -> tuple[pd.DataFrame, dict]:
         rows[k] = {"A": x, "B": y, "B_minus_A": y - x, "relative_pct": rel}
     table = pd.DataFrame.from_dict(rows, orient="index")[["A", "B", "B_minus_A", "relative_pct"]]
     info = {"A": _label(sa, a), "B": _label(sb, b), "A_complete": sa.get("complete"), "B_complete": sb.get("complete"),
-            "window_nm": sa.get("window_nm") or sb.get("window_nm")}
+            "window_nm": sa.get("window_nm") or sb.get("window_nm"),
+            "A_distribution": sa.get("distribution"), "B_distribution": sb.get("distribution")}
     return table, info
 
 
@@ -84,6 +86,9 @@ def format_comparison(table: pd.DataFrame, info: dict) -> str:
             return f"{v:.4g}" if abs(v) >= 1e5 or k == "window_fraction" else f"{v:.1f}"
         rel = f"{r['relative_pct']:+.1f} %" if math.isfinite(r["relative_pct"]) else "n/a"
         lines.append(f"{k:22s}{f(r['A']):>14s}{f(r['B']):>14s}{f(r['B_minus_A']):>14s}{rel:>11s}")
+    da, db = info.get("A_distribution"), info.get("B_distribution")
+    if da and db and da != db:  # e.g. FTLA with and without the track-length model
+        lines += ["note: the two distributions were made differently:", f"  A  {da}", f"  B  {db}"]
     return "\n".join(lines)
 
 

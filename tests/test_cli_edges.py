@@ -136,3 +136,9 @@ def test_no_length_model_flag_gives_walkers_ftla(tmp_path):
     with h5py.File(out_on, "r") as f, h5py.File(out_off, "r") as g:
         assert _json.loads(f["provenance"].attrs["parameters"])["ftla_length_model"] is True
         assert _json.loads(g["provenance"].attrs["parameters"])["ftla_length_model"] is False
+    # nta compare says when the two distributions were made differently
+    r = _sp.run([_sys.executable, "-m", "nta.cli", "compare", str(out_on), str(out_off)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "made differently" in r.stdout and "with track-length model" in r.stdout
+    r = _sp.run([_sys.executable, "-m", "nta.cli", "compare", str(out_on), str(out_on)], capture_output=True, text=True)
+    assert "made differently" not in r.stdout
