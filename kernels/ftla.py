@@ -266,45 +266,9 @@ def em_weights_factored(lf, mf, lik, track_w, w0, smoother, max_iter, tol):
     :func:`nta.distribution._lowrank_factors`), each Σ_j p_kj w_j (Σ w = 1) and each
     Σ_k p_kj c_k / den_k is within relative error τ of the full product, every iteration.
     """
-    k_n, r_n = lf.shape
-    g_n = mf.shape[1]
-    w = w0 / w0.sum()
-    tot = track_w.sum()
-    u = np.empty(r_n, np.float64)
-    accr = np.empty(r_n, np.float64)
-    acc = np.empty(g_n, np.float64)
-    new = np.empty(g_n, np.float64)
-    use_s = smoother.shape[0] == g_n
-    it = 0
-    while it < max_iter:
-        it += 1
-        for i in range(r_n):  # u = M w
-            v = 0.0
-            for j in range(g_n):
-                v += mf[i, j] * w[j]
-            u[i] = v
-            accr[i] = 0.0
-        for k in range(k_n):
-            c = track_w[k]
-            if c == 0.0:
-                continue
-            den = 0.0
-            for i in range(r_n):
-                den += lf[k, i] * u[i]
-            if den <= 0.0:
-                continue
-            f = c / den
-            for i in range(r_n):
-                accr[i] += lf[k, i] * f
-        for j in range(g_n):  # acc = Mᵀ accr
-            acc[j] = 0.0
-        for i in range(r_n):
-            a = accr[i]
-            for j in range(g_n):
-                acc[j] += mf[i, j] * a
-        if _em_step(w, acc, new, tot, smoother, use_s) < tol:
-            break
-    return w, it, _loglik(lik, track_w, w)
+    # the binned kernel with one bin and π ≡ 1 (multiplying by 1.0 changes no value)
+    return em_weights_factored_binned(lf, mf, np.ones((mf.shape[1], 1)), np.zeros(lf.shape[0], np.int64), lik, track_w,
+                                      w0, smoother, max_iter, tol)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
