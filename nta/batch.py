@@ -356,6 +356,7 @@ def request_differences(result, job: Job) -> list:
         inputs = json.loads(pa.get("inputs", "[]"))
         params = json.loads(pa.get("parameters", "{}"))
         cal = json.loads(pa.get("calibration", "{}"))
+        summ = json.loads(f["summary"].attrs.get("json", "{}")) if "summary" in f else {}
     diffs = []
     if not inputs or inputs[0].get("sha256") != file_fingerprint(job.input)["sha256"]:
         return ["made from another input (SHA-256 differs)"]
@@ -392,11 +393,9 @@ def request_differences(result, job: Job) -> list:
             diffs.append(f"{name} was {params.get(key)}, now automatic")
         elif given is not None and (not was_flag or not _close(params.get(key), given)):
             diffs.append(f"{name} {params.get(key)} → {given}")
-    from .store import read_summary
-
     # the FTLA's track-length model (2026-11-30): on unless --no-length-model; a result made
     # before it has no "ftla_length_model" parameter and no ftla.length_model in its summary
-    ftla = read_summary(result).get("ftla")
+    ftla = summ.get("ftla")
     had = params.get("ftla_length_model", isinstance(ftla, dict) and "length_model" in ftla)
     want = o.get("length_model")
     want = True if want is None else bool(want)
