@@ -56,9 +56,10 @@ def make_tracks(n_tracks, seed=0):
 def numpy_cve(pos, frame, offsets, tid, r=0.0):
     """Vectorised numpy CVE (same estimator as the kernel): bincount per track."""
     nt = offsets.size - 1
+    fin = np.isfinite(pos).all(1)
     d = np.diff(pos, axis=0)
-    ok = (np.diff(frame) == 1) & (tid[1:] == tid[:-1])
-    ok &= np.isfinite(d).all(1)
+    same = tid[1:] == tid[:-1]
+    ok = (np.diff(frame) == 1) & same & fin[1:] & fin[:-1]
     sq = np.where(ok, (d**2).sum(1), 0.0)
     t1 = tid[1:]
     n_steps = np.bincount(t1, weights=ok, minlength=nt)
@@ -68,15 +69,23 @@ def numpy_cve(pos, frame, offsets, tid, r=0.0):
     t2 = tid[2:]
     n_pairs = np.bincount(t2, weights=pair, minlength=nt)
     s_cov = np.bincount(t2, weights=cov, minlength=nt)
+    # lag-2 displacements across a frame with no point: the next row two frames on, or
+    # the row after a non-finite one
+    gap_a = (np.diff(frame) == 2) & same & fin[1:] & fin[:-1]
+    d2 = pos[2:] - pos[:-2]
+    gap_b = (frame[2:] - frame[:-2] == 2) & (tid[2:] == tid[:-2]) & fin[2:] & fin[:-2] & ~fin[1:-1]
+    n_gap = np.bincount(t1, weights=gap_a, minlength=nt) + np.bincount(t2, weights=gap_b, minlength=nt)
+    s_gap = (np.bincount(t1, weights=np.where(gap_a, (d**2).sum(1), 0.0), minlength=nt)
+             + np.bincount(t2, weights=np.where(gap_b, (d2**2).sum(1), 0.0), minlength=nt))
     with np.errstate(invalid="ignore", divide="ignore"):
         msq = s_sq / (2 * n_steps)
-        c = s_cov / (2 * n_pairs)
+        c = (s_cov + 0.5 * s_gap - 2 * msq * n_gap) / (2 * (n_pairs + n_gap))
         D = 0.5 * msq + c
         s2 = r * msq + (2 * r - 1) * c
         dc = np.clip(D, 0, None)
         a = np.clip(s2, 0, None) - 2 * r * dc
         var = 0.5 * ((6 * dc**2 + 4 * dc * a + 2 * a**2) / n_steps + 4 * (dc + a) ** 2 / n_steps**2)
-    bad = (n_steps < 2) | (n_pairs < 1)
+    bad = (n_steps < 2) | (n_pairs + n_gap < 1)
     D[bad] = np.nan
     return D, var, s2
 

@@ -12,12 +12,33 @@ Data layout (flat, sorted by track then frame)::
 
 Estimator (Vestergaard, Blainey & Flyvbjerg, Phys. Rev. E 89, 022726 (2014)), per axis,
 from the N valid unit-lag steps Δx_n = x_{n+1} − x_n (frame step exactly 1, both points
-finite) and the M pairs of *adjacent* valid steps (three consecutive frames):
+finite) and the covariance of adjacent steps:
 
-    D̂  = ⟨Δx²⟩ / (2Δt) + ⟨Δx_n Δx_{n+1}⟩ / Δt
-    σ̂² = R ⟨Δx²⟩ + (2R − 1) ⟨Δx_n Δx_{n+1}⟩
+    D̂  = ⟨Δx²⟩ / (2Δt) + ĉ / Δt
+    σ̂² = R ⟨Δx²⟩ + (2R − 1) ĉ
 
-with R the motion-blur coefficient. The two axes are pooled by averaging D̂ and σ̂².
+with R the motion-blur coefficient. ĉ estimates ⟨Δx_n Δx_{n+1}⟩; it averages M terms:
+each pair of *adjacent* valid steps (three consecutive frames with points) gives
+Δx_n Δx_{n+1}, as in the paper, and each lag-2 displacement Δ₂x = x_{f+2} − x_f whose
+middle frame f + 1 has no point (a frame the locator missed and the linker bridged, or a
+NaN point) gives Δ₂x² / 2 − ⟨Δx²⟩, which has the same expectation (Δ₂x = Δx_n + Δx_{n+1}).
+The two axes are pooled by averaging D̂ and σ̂². Without missing points this is exactly the
+paper's CVE.
+
+Why the second kind of term (nta, 2026-11-30). A dim particle is detected more often in
+frames where it moved little during the exposure (its spot is more compact, so brighter):
+detection selects the motion inside the exposures of the frames it keeps. With motion
+blur, ⟨Δx_n Δx_{n+1}⟩ is a property of frame n + 1's exposure (the covariance of the
+motion before and after its centroid), and that frame is one that was detected, so the
+adjacent-step terms alone see only selected exposures and D̂ comes out low: 0.83 D with
+58 % of frames detected (``tests/test_diffusion.py``; 0.78 D at 37 %), and the accuracy
+benchmark's 60 nm D50 came out 5.9 % high. Per axis, with A the (selected) variance of an end
+frame's centroid-to-edge motion and M_det / M_miss the mean square of a detected / missed
+frame's motion across its exposure, an adjacent pair's term has expectation M_det / 2 − A
+and a term across a missed frame M_miss / 2 − A; averaged over both at the rate the frames
+are missed, M becomes the unselected 2D·t_exposure and D̂ is unbiased again, whatever the
+detection probability depends on within each exposure. (The end frames' selection, A,
+cancels against ⟨Δx²⟩.) The same test gives 1.01 ± 0.01 D (1.03 ± 0.01 at 37 %).
 
 Variance of D̂ (the paper's Eq. for var(D̂), one axis, N steps):
 
@@ -71,9 +92,11 @@ def _cve_one(flat, frame, start, stop, r):
     """
     n_points = 0
     n_steps = 0
-    n_pairs = 0
+    n_pairs = 0  # adjacent valid steps (three consecutive frames)
+    n_gap = 0  # lag-2 displacements whose middle frame has no point
     sum_sq = 0.0  # Σ (Δx² + Δy²) over valid steps
     sum_cov = 0.0  # Σ (Δx_n Δx_{n+1} + Δy_n Δy_{n+1}) over adjacent valid steps
+    sum_gap = 0.0  # Σ (Δ₂x² + Δ₂y²) over lag-2 displacements across a missing point
     if stop > start:
         one = np.uint64(1)
         two = np.uint64(2)
@@ -87,6 +110,11 @@ def _cve_one(flat, frame, start, stop, r):
         prev_ok = False  # the step into row i was valid
         pdx = 0.0
         pdy = 0.0
+        # the row before row i (its point is the lag-2 partner when row i's is not finite)
+        xh = 0.0
+        yh = 0.0
+        fh = fi
+        fin_h = False
         for j in range(u0 + one, u1):
             xj = flat[two * j]
             yj = flat[two * j + one]
@@ -103,17 +131,34 @@ def _cve_one(flat, frame, start, stop, r):
             n_pairs += pair
             cv = dx * pdx + dy * pdy
             sum_cov += cv if pair else 0.0
+            # lag 2 into row j across a frame with no point: row i two frames back (a
+            # missed frame), or row i one frame back but not finite and row h finite
+            gap_a = fin_i & fin_j & (fj - fi == 2)
+            gap_b = (not fin_i) & (fj - fi == 1) & fin_h & (fj - fh == 2) & fin_j
+            gx = xj - (xi if gap_a else xh)
+            gy = yj - (yi if gap_a else yh)
+            gsq = gx * gx + gy * gy
+            g = gap_a | gap_b
+            n_gap += g
+            sum_gap += gsq if g else 0.0
             pdx = dx
             pdy = dy
             prev_ok = ok
+            xh = xi
+            yh = yi
+            fh = fi
+            fin_h = fin_i
             xi = xj
             yi = yj
             fi = fj
             fin_i = fin_j
-    if n_steps < 2 or n_pairs < 1:
-        return np.nan, np.nan, np.nan, n_steps, n_pairs, n_points
+    n_cov = n_pairs + n_gap
+    if n_steps < 2 or n_cov < 1:
+        return np.nan, np.nan, np.nan, n_steps, n_cov, n_points
     msq = sum_sq / (2.0 * n_steps)  # ⟨Δx²⟩ averaged over the two axes
-    cov = sum_cov / (2.0 * n_pairs)  # ⟨Δx_n Δx_{n+1}⟩ averaged over the two axes
+    # ⟨Δx_n Δx_{n+1}⟩ averaged over the two axes: adjacent steps as they are, and each
+    # lag-2 displacement across a missing point as Δ₂x² / 2 − ⟨Δx²⟩ (the same expectation)
+    cov = (sum_cov + 0.5 * sum_gap - 2.0 * msq * n_gap) / (2.0 * n_cov)
     d = 0.5 * msq + cov
     s2 = r * msq + (2.0 * r - 1.0) * cov
     dc = d if d > 0.0 else 0.0
@@ -121,7 +166,7 @@ def _cve_one(flat, frame, start, stop, r):
     a = s2c - 2.0 * r * dc  # = D ε
     nf = float(n_steps)
     var1 = (6.0 * dc * dc + 4.0 * dc * a + 2.0 * a * a) / nf + 4.0 * (dc + a) * (dc + a) / (nf * nf)
-    return d, 0.5 * var1, s2, n_steps, n_pairs, n_points
+    return d, 0.5 * var1, s2, n_steps, n_cov, n_points
 
 
 @numba.njit(cache=True, nogil=True)
@@ -174,13 +219,14 @@ def cve_tracks(pos, frame, offsets, r):
     Returns
     -------
     d : (n_tracks,) float64
-        D̂, px²/frame (NaN with < 2 valid steps or no adjacent pair; may be negative).
+        D̂, px²/frame (NaN with < 2 valid steps or no covariance term; may be negative).
     var_d : (n_tracks,) float64
         Variance of D̂, px⁴/frame² (two pooled axes).
     sigma2 : (n_tracks,) float64
         σ̂², px² (may be negative).
     n_steps, n_pairs, n_points : (n_tracks,) int64
-        Valid unit-lag steps, adjacent step pairs, finite points.
+        Valid unit-lag steps; covariance terms (adjacent step pairs plus lag-2
+        displacements across a missing point); finite points.
 
     Notes
     -----

@@ -9,8 +9,10 @@ validate the arrays and convert to physical units once:
     σ [µm]    = σ [px] × pixel_size [µm/px]
 
 Estimator: the covariance-based estimator (CVE) of Vestergaard, Blainey & Flyvbjerg
-(2014), both axes pooled, with its variance formula; see :mod:`nta.kernels.diffusion`
-for the formulas and the conventions (gaps, missing points, clipping).
+(2014), both axes pooled, with its variance formula, and with the covariance of adjacent
+steps also estimated across frames the locator missed (so that detection favouring frames
+with little motion does not bias D̂ low); see :mod:`nta.kernels.diffusion` for the
+formulas, the reason and the conventions (gaps, missing points, clipping).
 
 References
 ----------
@@ -295,13 +297,14 @@ def diffusion_coefficients(pos, frame, offsets, *, pixel_size_um, fps, exposure_
     -------
     dict of str to ndarray, each (n_tracks,)
         ``D_um2_s`` (float64, µm²/s): D̂, unbiased, may be ≤ 0 for short noisy tracks;
-        NaN with fewer than 2 valid unit-lag steps or no pair of adjacent steps.
+        NaN with fewer than 2 valid unit-lag steps or no covariance term.
         ``D_var_um4_s2`` (float64, µm⁴/s²): variance of D̂ from Vestergaard et al.'s
         formula, halved for the two pooled axes, evaluated with the track's own estimates.
         ``sigma_loc_um`` (float64, µm): localization precision σ̂; NaN where σ̂² < 0.
         ``sigma2_loc_um2`` (float64, µm²): σ̂², signed (average it over tracks rather than σ̂).
         ``n_steps`` (int64): valid unit-lag steps (frame step 1, both points finite).
-        ``n_pairs`` (int64): pairs of adjacent valid steps used for the covariance.
+        ``n_pairs`` (int64): covariance terms: pairs of adjacent valid steps plus lag-2
+        displacements across a frame with no point.
         ``n_points`` (int64): points with finite x and y.
 
     Raises

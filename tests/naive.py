@@ -17,6 +17,11 @@ import numpy as np
 def naive_cve_track(pos, frame, r):
     """CVE of one track, written out step by step.
 
+    The covariance of adjacent steps is averaged over the pairs of adjacent unit steps
+    (three consecutive frames with points), as in Vestergaard et al., and over the lag-2
+    displacements whose middle frame has no point, each counted as Δ₂x² / 2 − ⟨Δx²⟩ (the
+    same expectation: Δ₂ = Δ_n + Δ_{n+1}).
+
     Parameters
     ----------
     pos : (m, 2) float64, px (NaN = missing point)
@@ -25,28 +30,26 @@ def naive_cve_track(pos, frame, r):
 
     Returns
     -------
-    tuple (D px²/frame, var(D) px⁴/frame², σ² px², n_steps, n_pairs, n_points)
+    tuple (D px²/frame, var(D) px⁴/frame², σ² px², n_steps, n_pairs, n_points), n_pairs
+    counting both kinds of covariance term
     """
     pos = np.asarray(pos, dtype=float).reshape(-1, 2)
     frame = np.asarray(frame, dtype=np.int64)
     finite = np.isfinite(pos).all(axis=1)
     n_points = int(finite.sum())
-    # step i goes from row i to row i + 1; valid if unit lag and both ends finite
-    steps = []  # (row index i, dx, dy)
-    for i in range(len(frame) - 1):
-        if frame[i + 1] - frame[i] == 1 and finite[i] and finite[i + 1]:
-            steps.append((i, pos[i + 1, 0] - pos[i, 0], pos[i + 1, 1] - pos[i, 1]))
-    # adjacent pairs: step from row i and step from row i + 1 (frames f, f+1, f+2)
-    pairs = [(a, b) for a, b in zip(steps[:-1], steps[1:]) if b[0] == a[0] + 1]
-    n_steps, n_pairs = len(steps), len(pairs)
+    at = {int(f): i for i, f in enumerate(frame) if finite[i]}  # frame → row of a finite point
+    steps = {f: pos[at[f + 1]] - pos[i] for f, i in at.items() if f + 1 in at}  # unit lag, by start frame
+    adjacent = [steps[f] * steps[f + 1] for f in steps if f + 1 in steps]  # (x, y) products
+    across = [pos[at[f + 2]] - pos[i] for f, i in at.items() if f + 2 in at and f + 1 not in at]
+    n_steps, n_pairs = len(steps), len(adjacent) + len(across)
     if n_steps < 2 or n_pairs < 1:
         return np.nan, np.nan, np.nan, n_steps, n_pairs, n_points
-    dx = np.array([s[1] for s in steps])
-    dy = np.array([s[2] for s in steps])
-    cx = np.array([a[1] * b[1] for a, b in pairs])
-    cy = np.array([a[2] * b[2] for a, b in pairs])
+    s1 = np.array(list(steps.values()))
     d_axes, s2_axes = [], []
-    for sq, cov in ((np.mean(dx**2), np.mean(cx)), (np.mean(dy**2), np.mean(cy))):
+    for ax in (0, 1):
+        sq = np.mean(s1[:, ax] ** 2)
+        terms = [p[ax] for p in adjacent] + [g[ax] ** 2 / 2.0 - sq for g in across]
+        cov = np.mean(terms)
         d_axes.append(sq / 2.0 + cov)  # Δt = 1 frame
         s2_axes.append(r * sq + (2.0 * r - 1.0) * cov)
     d = np.mean(d_axes)
@@ -57,6 +60,24 @@ def naive_cve_track(pos, frame, r):
     n = float(n_steps)
     var_one_axis = (6 * dc**2 + 4 * dc * a + 2 * a**2) / n + 4 * (dc + a) ** 2 / n**2
     return d, var_one_axis / 2.0, s2, n_steps, n_pairs, n_points
+
+
+def naive_cve_adjacent_track(pos, frame, r):
+    """Vestergaard et al.'s CVE with the covariance from adjacent unit steps only (three
+    consecutive frames), as nta computed it before 2026-11-30 (no term for the lag-2
+    displacements across a missing point): kept to show, in the tests, the bias that
+    detection selection gives it. Returns D px²/frame (NaN if undefined)."""
+    pos = np.asarray(pos, dtype=float).reshape(-1, 2)
+    frame = np.asarray(frame, dtype=np.int64)
+    finite = np.isfinite(pos).all(axis=1)
+    at = {int(f): i for i, f in enumerate(frame) if finite[i]}
+    steps = {f: pos[at[f + 1]] - pos[i] for f, i in at.items() if f + 1 in at}
+    pairs = [steps[f] * steps[f + 1] for f in steps if f + 1 in steps]
+    if len(steps) < 2 or len(pairs) < 1:
+        return np.nan
+    sq = np.mean(np.array(list(steps.values())) ** 2, axis=0)
+    cov = np.mean(np.array(pairs), axis=0)
+    return float(np.mean(sq / 2.0 + cov))
 
 
 def naive_cve_tracks(pos, frame, offsets, r):

@@ -126,19 +126,26 @@ def test_kernel_hand_computed():
     pos = np.array([[0, 0], [1, 0], [0, 2], [2, 2], [5, 5], [6, 5]], float)
     frame = np.array([0, 1, 2, 3, 5, 6])
     d, var_d, s2, n_steps, n_pairs, n_points = cve_tracks(pos, frame, np.array([0, 6]), 0.0)
-    # steps: (1,0), (-1,2), (2,0), [gap], (1,0) → N = 4 ; pairs: 2 (across the gap: none)
-    sq = (1 + 0 + 1 + 4 + 4 + 0 + 1 + 0) / (2 * 4)
-    cov = ((1 * -1 + 0 * 2) + (-1 * 2 + 2 * 0)) / (2 * 2)
-    assert n_steps[0] == 4 and n_pairs[0] == 2 and n_points[0] == 6
+    # unit steps: (1,0), (-1,2), (2,0), [gap], (1,0) → N = 4, Σ|Δ|² = 11
+    # adjacent pairs: frames 0-1-2 and 1-2-3, Σ (Δx Δx' + Δy Δy') = -1 + -2
+    # across the missed frame 4: frames 3 → 5, Δ₂ = (3, 3), counted as |Δ₂|²/2 − 2⟨Δx²⟩
+    sq = 11 / (2 * 4)
+    cov = (-1 - 2 + 18 / 2 - 2 * sq) / (2 * 3)
+    assert n_steps[0] == 4 and n_pairs[0] == 3 and n_points[0] == 6
     assert d[0] == pytest.approx(sq / 2 + cov)
     assert s2[0] == pytest.approx(-cov)
+    # without the missed frame's lag-2 term it is Vestergaard et al.'s adjacent-step CVE
+    d3, _, _, _, n3, _ = cve_tracks(pos[:4], frame[:4], np.array([0, 4]), 0.0)
+    assert n3[0] == 2 and d3[0] == pytest.approx(((1 + 5 + 4) / 6) / 2 + (-3) / 4)
 
 
 def test_nan_point_breaks_steps_and_pairs():
+    # finite points at frames 0, 1, 3, 4, 5: unit steps 0→1, 3→4, 4→5; adjacent pair
+    # 3-4-5; across the missing point: 1 → 3
     pos = np.array([[0, 0], [1, 1], [np.nan, 2], [3, 3], [4, 4], [5, 6]], float)
     frame = np.arange(6)
     _, _, _, n_steps, n_pairs, n_points = cve_tracks(pos, frame, np.array([0, 6]), 0.0)
-    assert (n_steps[0], n_pairs[0], n_points[0]) == (3, 1, 5)
+    assert (n_steps[0], n_pairs[0], n_points[0]) == (3, 2, 5)
 
 
 def test_kernel_inf_points_masked_like_nan():
@@ -150,7 +157,7 @@ def test_kernel_inf_points_masked_like_nan():
     pos_nan = np.where(np.isfinite(pos), pos, np.nan)
     assert_same(got, cve_tracks(pos_nan, frame, offsets, 0.0), rtol=0)
     assert_same(got, naive_cve_tracks(pos, frame, offsets, 0.0))
-    assert (got[3][0], got[4][0], got[5][0]) == (3, 1, 6)
+    assert (got[3][0], got[4][0], got[5][0]) == (3, 3, 6)
 
 
 @pytest.mark.parametrize("order", ["random", "long_last", "empty_runs"])
@@ -254,6 +261,45 @@ def test_half_exposure_sigma_and_d():
     d_um = d_true * PX_UM**2 * FPS
     assert res["D_um2_s"].mean() == pytest.approx(d_um, rel=0.03)
     assert np.sqrt(res["sigma2_loc_um2"].mean()) == pytest.approx(0.05, rel=0.1)
+
+
+def test_unbiased_under_blur_dependent_detection():
+    # A dim particle is detected more often in frames where it moved little during the
+    # exposure (a compact spot is brighter): detection selects small motions. Frames are
+    # detected with probability exp(−s² / s₀²), s² the spot's motion spread within the
+    # exposure (30 ms of 40 ms, R = 0.125). The adjacent-step CVE (three consecutive
+    # frames, all selected) is biased low; the covariance over every pair of points
+    # two frames apart (adjacent steps, or the displacement across a missed frame), counts
+    # the missed middle frames at their natural rate and is not.
+    from naive import naive_cve_adjacent_track
+
+    rng = np.random.default_rng(5)
+    n_tracks, n_frames, k_sub, f = 2000, 60, 30, 0.75
+    d_true = d_px(100.0)
+    s = (np.arange(k_sub) + 0.5) * f / k_sub
+    t = (np.arange(n_frames)[:, None] + s[None, :]).ravel()
+    dt = np.diff(np.concatenate([[0.0], t]))
+    steps = rng.normal(size=(n_tracks, t.size, 2)) * np.sqrt(2.0 * d_true * dt)[None, :, None]
+    path = np.cumsum(steps, axis=1).reshape(n_tracks, n_frames, k_sub, 2)
+    obs = path.mean(axis=2)
+    spread = ((path - obs[:, :, None, :]) ** 2).sum(-1).mean(-1)
+    obs = obs + rng.normal(scale=0.2, size=obs.shape)
+    det = rng.random(spread.shape) < np.exp(-spread / (2.0 * np.median(spread)))
+    assert 0.5 < det.mean() < 0.7
+    fr = [np.nonzero(det[k])[0] for k in range(n_tracks)]
+    pos = np.concatenate([obs[k, fr[k]] for k in range(n_tracks)])
+    frame = np.concatenate(fr).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in fr])]).astype(np.int64)
+    d = cve_tracks(pos, frame, offsets, f / 6)[0]
+    ok = np.isfinite(d)
+    se = d[ok].std() / np.sqrt(ok.sum())
+    assert abs(d[ok].mean() - d_true) < max(0.03 * d_true, 4 * se)
+    old = np.array([naive_cve_adjacent_track(pos[a:b], frame[a:b], f / 6) for a, b in zip(offsets[:-1], offsets[1:])])
+    assert np.nanmean(old) < 0.9 * d_true  # the selection bias the lag-2 terms remove
+    # with every frame detected the two estimators are the same estimator
+    full = cve_tracks(obs.reshape(-1, 2), np.tile(np.arange(n_frames), n_tracks).astype(np.int64),
+                      np.arange(n_tracks + 1, dtype=np.int64) * n_frames, f / 6)[0]
+    assert full.mean() == pytest.approx(d_true, rel=0.03)
 
 
 # --------------------------------------------------------------------------- units
