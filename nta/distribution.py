@@ -1635,8 +1635,20 @@ def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_
         ``density_volume`` (G,): weights on the grid (each sums to 1).
     attrs : dict
         Attributes of the ``/distribution`` group.
+
+    Raises
+    ------
+    ValueError
+        ``per_track`` lacks the ``included`` or ``diameter_nm`` column, or ``weighting``
+        is not one of the three.
     """
     lo, hi = float(window_nm[0]), float(window_nm[1])
+    missing = sorted({"included", "diameter_nm"} - set(per_track.columns))
+    if missing:
+        raise ValueError(f"size_distribution: the per-track table has no column {', '.join(missing)}; pass the "
+                         "table nta.diffusion.per_track_table returns (diameter_nm in nm, included as bool)")
+    if weighting not in ("number", "area", "volume"):
+        raise ValueError(f"weighting must be 'number', 'area' or 'volume', got {weighting!r}")
     if len(per_track):
         inc = per_track["included"].to_numpy(bool)
         d = per_track["diameter_nm"].to_numpy(float)[inc]

@@ -168,6 +168,14 @@ def test_empty_and_tiny_inputs():
     assert s0["tracks_valid"] == 0 and math.isnan(s0["d50_nm"]) and s0["peaks_nm"] == []
 
 
+def test_size_distribution_names_a_missing_column():
+    per = synthetic_tracks([100.0], [1.0], 20, seed=6)
+    with pytest.raises(ValueError, match="no column diameter_nm.*per_track_table"):
+        dist.size_distribution(per.drop(columns="diameter_nm"), CAL0, n_boot=0)
+    with pytest.raises(ValueError, match="weighting"):
+        dist.size_distribution(per.iloc[:0], CAL0, n_boot=0, weighting="mass")
+
+
 # ----------------------------------------------------------------------------- grid helpers
 
 
