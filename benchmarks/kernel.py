@@ -87,6 +87,8 @@ def numpy_cve(pos, frame, offsets, tid, r=0.0):
         var = 0.5 * ((6 * dc**2 + 4 * dc * a + 2 * a**2) / n_steps + 4 * (dc + a) ** 2 / n_steps**2)
     bad = (n_steps < 2) | (n_pairs + n_gap < 1)
     D[bad] = np.nan
+    var[bad] = np.nan
+    s2[bad] = np.nan
     return D, var, s2
 
 
@@ -200,6 +202,8 @@ def main(argv=None):
     # agreement of kernel and numpy reference
     dk = cve_tracks(pos, frame, offsets, 0.0)[0]
     dn = numpy_cve(pos, frame, offsets, tid)[0]
+    if not np.array_equal(np.isnan(dk), np.isnan(dn)):
+        raise AssertionError("kernel and numpy CVE disagree on which tracks have no estimate")
     agree = float(np.nanmax(np.abs(dk - dn) / np.maximum(np.abs(dn), 1e-12)))
     t_tp_sub, n_tp = trackpy_imsd_fit(pos, frame, offsets, tid, a.trackpy_subset)
     t_tp = t_tp_sub * a.tracks / a.trackpy_subset

@@ -32,18 +32,37 @@ blur, ⟨Δx_n Δx_{n+1}⟩ is a property of frame n + 1's exposure (the covaria
 motion before and after its centroid), and that frame is one that was detected, so the
 adjacent-step terms alone see only selected exposures and D̂ comes out low: 0.83 D with
 58 % of frames detected (``tests/test_diffusion.py``; 0.78 D at 37 %), and the accuracy
-benchmark's 60 nm D50 came out 5.9 % high. Per axis, with A the (selected) variance of an end
-frame's centroid-to-edge motion and M_det / M_miss the mean square of a detected / missed
-frame's motion across its exposure, an adjacent pair's term has expectation M_det / 2 − A
-and a term across a missed frame M_miss / 2 − A; averaged over both at the rate the frames
-are missed, M becomes the unselected 2D·t_exposure and D̂ is unbiased again, whatever the
-detection probability depends on within each exposure. (The end frames' selection, A,
-cancels against ⟨Δx²⟩.) The same test gives 1.01 ± 0.01 D (1.03 ± 0.01 at 37 %). The
-derivation assumes the selection is independent from frame to frame; where misses come in
-runs (a particle dimming as it moves through the light sheet), part of it remains: on
-rendered 100 nm frames, true positions of the detected frames, D̂ was 0.976 ± 0.008 of the
-all-frames D (adjacent-only CVE 0.968), at 60 nm 1.007 ± 0.022 (0.885); see the history in
-``benchmarks/accuracy.py``.
+benchmark's 60 nm D50 came out 5.9 % high. Per axis, with σ² the localization variance,
+A the (selected) variance of a detected frame's centroid-to-edge motion (the same at both
+ends by time reversal) and M_det / M_miss the mean square of a detected / missed frame's
+motion across its exposure, an adjacent pair's term has expectation M_det / 2 − A − σ² and a
+term across a missed frame M_miss / 2 − A − σ²; averaged over both at the rate the frames
+are missed, M becomes the unselected 2D·t_exposure, and with ⟨Δx²⟩ / 2 (expectation
+A + σ² + D(Δt − t_exposure)) D̂ has expectation D again, whatever the detection probability
+depends on within each exposure.
+
+Limits (measured; ``tests/test_diffusion.py`` and the history in ``benchmarks/accuracy.py``):
+
+* The balance holds on average over tracks. One track's ĉ weights the two kinds of term by
+  its own share of missed middles, f, not the population's, q, so given its detection
+  pattern E[D̂] = D + (f − q)(M_miss − M_det) / 2: tracks with few misses come out low and
+  tracks with many high. A selection of tracks correlated with f brings part of the bias
+  back; the pipeline's minimum number of unit steps is one (a fresh-clone review's
+  simulation, 60-frame tracks, about half the frames detected according to their motion:
+  mean D̂ / D 1.015–1.020 over all tracks, 0.937–0.965 over those with ≥ 13 unit steps;
+  the adjacent-step CVE 0.47–0.63).
+* It assumes the selection is independent from frame to frame. Where misses come in runs
+  (a particle dimming as it moves through the light sheet) part of it remains: on rendered
+  100 nm frames, true positions of the detected frames, D̂ was 0.976 ± 0.008 of the
+  all-frames D (adjacent-step CVE 0.968); at 60 nm 1.007 ± 0.022 (0.885).
+* σ̂² absorbs the selected blur: with motion-dependent detection it comes out low, even
+  negative on average (same review: −0.03 and 0.05 px² for a true 0.25; correct with
+  every frame kept or frames dropped at random), and with it the localization precision
+  ``sigma_loc_um`` and the ε the FTLA likelihood uses (:mod:`nta.distribution` models σ²
+  against brightness over all tracks).
+
+The test gives 1.01 ± 0.01 D at 58 % detected (1.03 ± 0.01 at 37 %), and the accuracy
+benchmark's 60 nm D50 +1.7 %. Without missing points nothing changes.
 
 Variance of D̂ (the paper's Eq. for var(D̂), one axis, N steps):
 
@@ -81,9 +100,11 @@ __all__ = ["cve_tracks", "cve_tracks_serial"]
 #   made per track (each view costs reference-count calls).
 # * ``cve_tracks`` hands each thread contiguous blocks of tracks with equal numbers of
 #   points (not of tracks), so a thread is never left with the long tracks.
-# Measured on the benchmark's 10⁶ tracks / 52 M points (benchmarks/kernel.py data, old and new
-# kernels interleaved in one process, 2 shared CPUs, load ≈ 3): serial 4.1 → 2.4 ns per
-# point, 2 threads 3.3 → 2.0 ns per point; outputs bit-for-bit equal (with 1 % NaN too).
+# History, on the benchmark's 10⁶ tracks / 52 M points (benchmarks/kernel.py data, old and new
+# kernels interleaved in one process, 2 shared CPUs): the branch-free loop took the
+# adjacent-step-only kernel from 4.1 to 2.4 ns per point serial, 3.3 to 2.0 with 2 threads
+# (outputs bit-for-bit equal); the missed-frame terms (2026-11-30) then cost the numbers
+# in the previous item.
 
 
 # Blocks of tracks for the parallel loop (a constant: numba.get_num_threads() inside a

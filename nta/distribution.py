@@ -1150,7 +1150,10 @@ def deconvolve(per_track, calibration, *, smooth_log=DEFAULT_SMOOTH_LOG, min_ste
     Matched to the simulator's true positions (mid-exposure, drift removed), the 108
     included tracks of 70 nm particles had nta D̂ / D_true of mean 0.92 (median 0.87),
     while the CVE of the true positions over the same frames had mean 0.98: the bias is
-    in localization, not in which steps survive linking. Deconvolved alone, those tracks
+    in localization, not in which steps survive linking (2026-11-30: the localization
+    benchmark later traced such low D̂ to detection favouring frames of little motion
+    within the exposure, which the CVE's missed-frame terms in :mod:`nta.kernels.diffusion`
+    now mostly remove). Deconvolved alone, those tracks
     give one peak at 83 nm; deconvolved with the 130 nm tracks, 41 of their 108 tracks'
     posterior weight goes to 110–150 nm, and running EM to convergence (30 000
     iterations) lowers the weight below the 95 nm midpoint further (0.25 → 0.18): the
