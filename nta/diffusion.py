@@ -296,7 +296,9 @@ def diffusion_coefficients(pos, frame, offsets, *, pixel_size_um, fps, exposure_
     Returns
     -------
     dict of str to ndarray, each (n_tracks,)
-        ``D_um2_s`` (float64, µm²/s): D̂, unbiased, may be ≤ 0 for short noisy tracks;
+        ``D_um2_s`` (float64, µm²/s): D̂, unbiased for Brownian tracks with motion blur and
+        localization noise, and on average over tracks when detection favours frames of
+        little motion (limits in :mod:`nta.kernels.diffusion`); may be ≤ 0 for short noisy tracks;
         NaN with fewer than 2 valid unit-lag steps or no covariance term.
         ``D_var_um4_s2`` (float64, µm⁴/s²): variance of D̂ from Vestergaard et al.'s
         formula, halved for the two pooled axes, evaluated with the track's own estimates.
