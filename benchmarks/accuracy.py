@@ -186,6 +186,11 @@ HISTORY = [
     "changes slowly as it moves through the sheet, so the selection is not independent from frame to frame, which "
     "the derivation assumes. Counting lag-3 and lag-4 displacements across runs of missed frames as well (weight "
     "L − 1, term (Δ_L² − L⟨Δ²⟩)/(2(L − 1))) gave 0.986 at 100 nm but 1.072 at 60 nm; not adopted.",
+    "2026-11-30 (later, same numbers re-rendered): the width goal (SD within 3 pp of the true spread) is now checked "
+    "on the mixtures too, as issue 3 states it for the benchmark as a whole (an audit pointed out it was applied to "
+    "the monodisperse cases only): mix 70+130 nm −3.2 pp (NOT met; −3.4 pp before this session's estimator change), "
+    "100+150 nm −1.3 pp, 80+120 nm −1.5 pp. Goals met 44 of 47. The real recording's line now also gives its mode, "
+    "SD and peaks.",
 ]
 
 
@@ -384,7 +389,10 @@ def to_markdown(results, meta) -> str:
             L.append(f"- {r['name']}: nta D50 {_f(n['d50_nm'])} nm (95 % CI {_f((n.get('d50_nm_ci95') or [None])[0])}–"
                      f"{_f((n.get('d50_nm_ci95') or [None, None])[1])}), raw per-track median {_f(n['raw_d50_nm'])} nm, "
                      f"{n['tracks_valid']} tracks; baseline median {_f(b.get('d50_nm'))} nm ({b.get('tracks')} tracks). "
-                     f"Goal 900–1200 nm: {'met' if n['d50_nm'] and 900 <= n['d50_nm'] <= 1200 else 'NOT met'}.")
+                     f"Goal 900–1200 nm: {'met' if n['d50_nm'] and 900 <= n['d50_nm'] <= 1200 else 'NOT met'}. "
+                     f"The same result's mode {_f(n.get('mode_nm'))} nm, mean {_f(n.get('mean_nm'))} nm, SD {_f(n.get('sd_nm'))} nm, "
+                     "peaks " + (", ".join(f"{p:.0f} nm ({100 * q:.0f} %)" for p, q in zip(n.get("peaks_nm") or [], n.get("peak_fractions") or []))
+                                 or "–") + ": the D50 is the goal; the shape of this bright-field recording's distribution is not measured against a truth.")
     if HISTORY:
         L += ["", "## Changes", ""] + [f"- {h}" for h in HISTORY]
     L += ["", "Timing (wall, s): " + ", ".join(f"{r['name']}: nta {_f(r['nta'].get('wall_s'))} / baseline {_f(r['baseline'].get('time_s'))}" for r in results)]
@@ -395,10 +403,10 @@ def goals(r) -> dict:
     t, n = r["truth"], r["nta"]
     g = {}
     sizes = t["sizes_nm"]
+    dcv = 100 * (n["sd_nm"] / n["mean_nm"] - t["sd_nm"] / t["mean_nm"])
     if len(sizes) == 1:
         e = _rel(n["d50_nm"], t["d50_nm"])
         g["D50 within 2 %"] = (abs(e) <= 0.02, f"{100 * e:+.1f} %")
-        dcv = 100 * (n["sd_nm"] / n["mean_nm"] - t["sd_nm"] / t["mean_nm"])
         g["SD within 3 pp"] = (abs(dcv) <= 3, f"{dcv:+.1f} pp")
         # the same goal for the robust SD (half the 15.87-84.13 % inter-quantile range), against the
         # truth's plain SD (the truth itself is not made robust)
@@ -412,6 +420,8 @@ def goals(r) -> dict:
         ok_f = all(math.isfinite(f) and abs(f - tf) <= 0.10 for (_, f), tf in zip(m, t["fractions"]))
         g["peaks within 5 %"] = (ok_p, ", ".join(f"{p:.1f} vs {s:.1f}" for (p, _), s in zip(m, t["pop_median_nm"])))
         g["fractions within 0.10"] = (ok_f, ", ".join(f"{f:.2f} vs {tf:.2f}" for (_, f), tf in zip(m, t["fractions"])))
+        # the issue's width goal applies to every case: the whole distribution's SD / mean
+        g["SD within 3 pp"] = (abs(dcv) <= 3, f"{dcv:+.1f} pp")
     dw = n["window_fraction"] - t["window_fraction"]
     g["window within 0.05"] = (abs(dw) <= 0.05, f"{dw:+.3f}")
     return g
@@ -429,6 +439,12 @@ def main(argv=None):
         from nta.store import dumps  # noqa: F401  (same JSON conventions)
 
         d = json.loads(Path(a.out + ".json").read_text())
+        for r in d["results"]:  # the goals as defined now, from the stored numbers
+            if r.get("truth") is not None:
+                r["goals"] = goals(r)
+        from nta.store import dumps
+
+        Path(a.out + ".json").write_text(dumps(d) + "\n")
         Path(a.out + ".md").write_text(to_markdown(d["results"], d["meta"]))
         return
     work = Path(a.work)
