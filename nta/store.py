@@ -85,6 +85,11 @@ COLUMN_UNITS = {
     "bin_centers_nm": "nm",
     "counts": "tracks per bin",
     "density": "number fraction per nm",
+    "counts_ftla": "tracks per bin (the deconvolved number distribution, scaled to the number of tracks)",
+    "grid_nm": "nm",
+    "density_number": "number fraction per grid point",
+    "density_area": "surface-area fraction per grid point",
+    "density_volume": "volume fraction per grid point",
 }
 
 

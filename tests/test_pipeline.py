@@ -67,6 +67,10 @@ def test_mono_file_contents(mono_result):
         assert f["per_track/diameter_nm"].attrs["units"] == "nm"
         assert f["per_track/D_um2_s"].attrs["units"] == "µm²/s"
         assert f["features/x"].attrs["units"] == "px"
+        no_units = []
+        f.visititems(lambda n, o: no_units.append(n) if isinstance(o, h5py.Dataset) and not o.attrs.get("units") else None)
+        assert no_units == []  # every dataset says its units (README)
+        assert f["distribution/grid_nm"].attrs["units"] == "nm"
         assert f["features/x"].compression == "gzip"
         inputs = json.loads(f["provenance"].attrs["inputs"])
         assert inputs[0]["sha256"] == hashlib.sha256(MONO.read_bytes()).hexdigest()
