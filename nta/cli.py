@@ -65,6 +65,12 @@ def format_summary(s: dict) -> str:
         lines.append(f"distribution  {s['distribution']}" + (
             f"; raw per-track D50 {_fmt(s.get('raw_d50_nm'))} nm" if s.get("raw_d50_nm") is not None else ""))
     lines.append(f"D10/D50/D90   {_fmt(s.get('d10_nm'))} / {_fmt(s.get('d50_nm'))} / {_fmt(s.get('d90_nm'))} nm{_ci(s.get('d50_nm_ci95'))} (D50)")
+    other = [w for w in ("number", "area", "volume") if w != (s.get("weighting") or "number")
+             and s.get(f"{w}_d50_nm") is not None]
+    if other:  # the same distribution in the instruments' other weightings
+        lines.append("weighted by   " + "; ".join(
+            f"{'surface area' if w == 'area' else w}: D50 {_fmt(s.get(f'{w}_d50_nm'))}, mean {_fmt(s.get(f'{w}_mean_nm'))}, "
+            f"mode {_fmt(s.get(f'{w}_mode_nm'))} nm" for w in other))
     peaks = s.get("peaks_nm")
     if peaks:
         fr = s.get("peak_fractions") or [float("nan")] * len(peaks)

@@ -97,6 +97,11 @@ def test_summary_json_keys(mono_result):
     assert s["window_nm"] == [40.0, 150.0]
     lo, hi = s["window_fraction_ci95"]
     assert lo <= s["window_fraction"] <= hi
+    # the other weightings of the same distribution, on screen (the headline is number-weighted)
+    text = _nta("summary", out).stdout
+    line = next(x for x in text.splitlines() if x.startswith("weighted by"))
+    assert f"surface area: D50 {s['area_d50_nm']:.1f}" in line and f"volume: D50 {s['volume_d50_nm']:.1f}" in line
+    assert s["number_d50_nm"] <= s["area_d50_nm"] <= s["volume_d50_nm"]
 
 
 def test_refuses_to_overwrite_and_keeps_file(mono_result, tmp_path):
