@@ -124,7 +124,9 @@ def run_baseline(
         ``diameter_nm`` (ndarray (n_tracks,) float64, nm; tracks with a positive fitted
         slope), ``D_um2_s`` (same tracks, µm²/s), ``particle`` (track ids),
         ``n_tracks``, ``time_s`` (wall time of the whole run, s, reading included),
-        ``time_read_s``, ``n_frames``.
+        ``time_read_s``, ``time_locate_s`` (``trackpy.batch``), ``time_link_s`` (``link`` and
+        ``filter_stubs``), ``time_drift_s`` (``compute_drift`` and ``subtract_drift``),
+        ``time_size_s`` (``imsd``, per-track fit, Stokes–Einstein), all s, ``n_frames``.
     """
     import trackpy as tp
 
@@ -135,16 +137,21 @@ def run_baseline(
     frames = read_grey_frames(video_path, keep_dtype=keep_dtype)
     t_read = time.perf_counter() - t0
     f = tp.batch(frames, diameter, minmass=minmass, invert=invert, processes=processes, engine="numba")
+    t_loc = time.perf_counter()
     t = tp.link(f, search_range, memory=memory, adaptive_stop=1.0, adaptive_step=0.9)
     t = tp.filter_stubs(t, min_track_length)
+    t_link = time.perf_counter()
+    stages = dict(time_read_s=t_read, time_locate_s=t_loc - t0 - t_read, time_link_s=t_link - t_loc)
     if len(t) == 0:
         empty = np.zeros(0)
         return dict(diameter_nm=empty, D_um2_s=empty, particle=empty.astype(np.int64), n_tracks=0,
-                    time_s=time.perf_counter() - t0, time_read_s=t_read, n_frames=len(frames))
+                    time_s=time.perf_counter() - t0, n_frames=len(frames), time_drift_s=0.0, time_size_s=0.0, **stages)
     d = tp.compute_drift(t)
     tm = tp.subtract_drift(t.copy(), d)
     if "frame" in tm.index.names and "frame" in tm.columns:
         tm = tm.reset_index(drop=True)
+    t_drift = time.perf_counter()
+    stages["time_drift_s"] = t_drift - t_link
     im = tp.imsd(tm, pixel_size_um, fps, max_lagtime=max_lagtime)  # µm², index lag time s
     lag = im.index.to_numpy(float)
     diam, dd, ids = [], [], []
@@ -161,5 +168,6 @@ def run_baseline(
     dd = np.asarray(dd, float)
     eta = water_viscosity(temperature_c) if viscosity_mpas is None else viscosity_mpas
     diam = np.asarray(stokes_einstein_diameter(dd, temperature_c, eta), float).reshape(-1)
+    t_end = time.perf_counter()
     return dict(diameter_nm=diam, D_um2_s=dd, particle=np.asarray(ids), n_tracks=int(diam.size),
-                time_s=time.perf_counter() - t0, time_read_s=t_read, n_frames=len(frames))
+                time_s=t_end - t0, n_frames=len(frames), time_size_s=t_end - t_drift, **stages)

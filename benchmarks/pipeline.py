@@ -69,6 +69,8 @@ def run_nta(path, out, extra=(), cpus=None):
 
     s = read_summary(out)
     return dict(wall_s=wall, peak_rss_MB=rss, time_s=s.get("time_s"), time_locate_s=s.get("time_locate_s"),
+                time_link_s=s.get("time_link_s"), time_size_s=s.get("time_size_s"),
+                time_distribution_s=s.get("time_distribution_s"),
                 features=s.get("features"), tracks_valid=s.get("tracks_valid"), n_frames=s.get("n_frames"),
                 minmass=s.get("minmass"), diameter_px=s.get("diameter_px"), load_before=load0, load_after=os.getloadavg()[0])
 
@@ -79,7 +81,8 @@ def run_trackpy(path, diameter, minmass):
         f"r=run_baseline({str(path)!r}, pixel_size_um={CAL['pixel_size_um']}, fps={CAL['fps']}, "
         f"temperature_c={CAL['temperature_c']}, diameter={int(diameter)}, minmass={float(minmass)}, "
         "processes=2, keep_dtype=True); "
-        "print(json.dumps({k: r[k] for k in ('n_tracks','time_s','time_read_s','n_frames')}))"
+        "print(json.dumps({k: r[k] for k in ('n_tracks','time_s','time_read_s','time_locate_s','time_link_s',"
+        "'time_drift_s','time_size_s','n_frames')}))"
     )
     load0 = os.getloadavg()[0]
     try:
@@ -181,16 +184,27 @@ def main(argv=None):
 
         follow = _follow_locator("fast")  # linking beside the locator only from 3 CPUs
         loc = warm["time_locate_s"]
-        rest = warm["time_s"] - loc
+        st = [(k, warm.get(f"time_{k}_s")) for k in ("link", "size", "distribution")]
+        if all(v is not None for _, v in st):
+            other = warm["time_s"] - loc - sum(v for _, v in st)
+            rest = ", ".join(f"{'rest of linking' if k == 'link' and follow else k} {v:.2f} s ({n / v:.0f} frames/s)"
+                             for k, v in st) + f", summary and closing the file {other:.2f} s"
+        else:  # an nta without the stage times
+            v = warm["time_s"] - loc
+            rest = f"linking + size + distribution + store {v:.1f} s ({n / v:.0f} frames/s)"
+        bst = ""
+        if base and base.get("time_locate_s") is not None:
+            bst = "; trackpy script stages: " + ", ".join(
+                f"{k} {base[f'time_{k}_s']:.1f} s ({n / base[f'time_{k}_s']:.0f} frames/s)" if base[f"time_{k}_s"] > 0
+                else f"{k} {base[f'time_{k}_s']:.1f} s" for k in ("read", "locate", "link", "drift", "size"))
         notes.append(
             f"- {name}: stages of the warm nta run: background + locate{' (linking alongside, in a thread)' if follow else ''} "
-            f"{loc:.1f} s ({n / loc:.0f} frames/s), {'rest of ' if follow else ''}linking + size + distribution + store "
-            f"{rest:.1f} s ({n / rest:.0f} frames/s), process start-up/import "
+            f"{loc:.1f} s ({n / loc:.0f} frames/s), {rest}, process start-up/import "
             f"{warm['wall_s'] - warm['time_s']:.1f} s; PyAV decode alone {t_dec:.2f} s ({n / t_dec:.0f} frames/s); "
             f"one read of every pixel {t_pix * 1e3:.0f} ms → nta is {r['ratio_vs_pixel_read']:.0f}× a pixel read and "
             f"{r['ratio_vs_decode']:.1f}× a decode pass; features {warm['features']}, valid tracks {warm['tracks_valid']}; "
             f"warm runs {', '.join(f'{x:.1f}' for x in warm['all_wall_s'])} s"
-            + (f"; trackpy script: read {base['time_read_s']:.1f} s, tracks {base['n_tracks']}" if base else ""))
+            + (f"; trackpy script: read {base['time_read_s']:.1f} s, tracks {base['n_tracks']}" if base else "") + bst)
         write_results("pipeline", res, "\n".join(lines + [""] + notes))
 
 

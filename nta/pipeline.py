@@ -678,18 +678,21 @@ def process(
                 w.write_table("tracks", tracks[[c for c in ["frame", "particle", "parent", "x", "y", "x_raw", "y_raw", "mass", "size", "signal"] if c in tracks.columns]])
             drift = lr.drift.reset_index()
             w.write_table("drift", drift)
+            t_link = time.perf_counter()
             # ---- diffusion and size ---------------------------------------------------
             _check_stop()
             w.set_status("running: sizing")
             per = per_track_table(tracks, cal, min_track_length=min_len) if len(tracks) else pd.DataFrame(
                 {"particle": np.zeros(0, np.int64), "diameter_nm": np.zeros(0), "included": np.zeros(0, bool)})
             w.write_table("per_track", per)
+            t_size = time.perf_counter()
             drift_velocity = lr.drift_velocity
             ppf_tracked = tracked_particles_per_frame(tracks, n_frames)  # for the concentration
             del tracks, lr  # written; freed before the bootstrap, the run's peak of memory
             # ---- distribution -----------------------------------------------------------
             summary, arrays, dist_attrs = size_distribution(per, cal, window_nm=(lo, hi), n_boot=n_boot, length_model=length_model)
             w.write_arrays("distribution", arrays, attrs=dist_attrs)
+            t_dist = time.perf_counter()
             if n_feat == 0:
                 notes.append("no particles found: check --invert (dark particles on bright?), the focus, or give --minmass")
             elif summary["tracks_valid"] == 0:
@@ -713,7 +716,10 @@ def process(
                 sample=sample_name,
                 **_calibration_summary(cal, notes),
                 time_s=time.perf_counter() - t_start,
-                time_locate_s=t_locate - t_start,
+                time_locate_s=t_locate - t_start,  # background + locate (+ linking alongside, from 3 CPUs)
+                time_link_s=t_link - t_locate,  # linking's rest, tracks and drift written
+                time_size_s=t_size - t_link,  # per-track D and diameters, written
+                time_distribution_s=t_dist - t_size,  # FTLA, bootstrap, written
             )
             summary["particles_per_frame_tracked"] = ppf_tracked  # what concentrations count
             if detection_depth_um is not None:  # particles/mL, as nta qc / report / export-csv compute it
