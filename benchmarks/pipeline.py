@@ -9,7 +9,9 @@ the plain-trackpy script ``benchmarks.baseline_trackpy.run_baseline`` in a subpr
 (as issue 4 describes it: ``trackpy.batch`` with the numba engine on 2 processes, the
 video held whole as 8-bit grey, then link, drift, imsd, per-track fit, Stokes–Einstein);
 wall time and peak RSS (``/usr/bin/time``) of each. Stage times of nta from its summary
-(``time_locate_s``: background + locate), plus, in this process, one PyAV decode pass
+(``time_locate_s``: background + locate; ``time_link_s``, ``time_size_s``,
+``time_distribution_s``), of the trackpy script from ``run_baseline`` (read, locate, link,
+drift, size), plus, in this process, one PyAV decode pass
 and one read of every pixel from memory (numpy sum of a buffer of the video's size, in
 256 MB pieces) as floors.
 
