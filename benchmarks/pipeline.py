@@ -196,7 +196,7 @@ def main(argv=None):
             rest = f"linking + size + distribution + store {v:.1f} s ({n / v:.0f} frames/s)"
         bst = ""
         if base and base.get("time_locate_s") is not None:
-            bst = "; trackpy script stages: " + ", ".join(
+            bst = "; stages: " + ", ".join(
                 f"{k} {base[f'time_{k}_s']:.1f} s ({n / base[f'time_{k}_s']:.0f} frames/s)" if base[f"time_{k}_s"] > 0
                 else f"{k} {base[f'time_{k}_s']:.1f} s" for k in ("read", "locate", "link", "drift", "size"))
         notes.append(
@@ -206,7 +206,7 @@ def main(argv=None):
             f"one read of every pixel {t_pix * 1e3:.0f} ms → nta is {r['ratio_vs_pixel_read']:.0f}× a pixel read and "
             f"{r['ratio_vs_decode']:.1f}× a decode pass; features {warm['features']}, valid tracks {warm['tracks_valid']}; "
             f"warm runs {', '.join(f'{x:.1f}' for x in warm['all_wall_s'])} s"
-            + (f"; trackpy script: read {base['time_read_s']:.1f} s, tracks {base['n_tracks']}" if base else "") + bst)
+            + (f"; trackpy script: tracks {base['n_tracks']}" + (bst or f", read {base['time_read_s']:.1f} s") if base else ""))
         write_results("pipeline", res, "\n".join(lines + [""] + notes))
 
 

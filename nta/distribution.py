@@ -27,6 +27,7 @@ __all__ = [
     "binned_histogram",
     "find_peaks",
     "weighted",
+    "WEIGHTING_POWERS",
     "size_intensity",
     "plot_size_intensity",
     "size_distribution",
@@ -1059,6 +1060,18 @@ def find_peaks(grid_nm, w, *, min_fraction: float = PEAK_MIN_FRACTION, valley_ra
     return [peaks[i] for i in order], [fracs[i] for i in order]
 
 
+#: Power of d by which each weighting multiplies the number weights ("surface" = "area").
+WEIGHTING_POWERS = {"number": 0, "area": 2, "surface": 2, "volume": 3}
+
+
+def _check_weighting(weighting) -> int:
+    """The power of d for ``weighting``; ValueError if it is not one of :data:`WEIGHTING_POWERS`."""
+    p = WEIGHTING_POWERS.get(weighting)
+    if p is None:
+        raise ValueError(f"weighting must be 'number', 'area' or 'volume', got {weighting!r}")
+    return p
+
+
 def weighted(grid_nm, w, weighting: str = "number") -> np.ndarray:
     """Number weights converted to ``"number"``, ``"area"`` (∝ d²) or ``"volume"`` (∝ d³) weights.
 
@@ -1072,9 +1085,7 @@ def weighted(grid_nm, w, weighting: str = "number") -> np.ndarray:
     ValueError
         Unknown weighting.
     """
-    p = {"number": 0, "area": 2, "surface": 2, "volume": 3}.get(weighting)
-    if p is None:
-        raise ValueError(f"weighting must be 'number', 'area' or 'volume', got {weighting!r}")
+    p = _check_weighting(weighting)
     v = np.asarray(w, float) * np.asarray(grid_nm, float) ** p
     s = v.sum()
     return v / s if s > 0 else v
@@ -1650,8 +1661,7 @@ def size_distribution(per_track, calibration, *, window_nm=DEFAULT_WINDOW_NM, n_
     if missing:
         raise ValueError(f"size_distribution: the per-track table has no column {', '.join(missing)}; pass the "
                          "table nta.diffusion.per_track_table returns (diameter_nm in nm, included as bool)")
-    if weighting not in ("number", "area", "volume"):
-        raise ValueError(f"weighting must be 'number', 'area' or 'volume', got {weighting!r}")
+    _check_weighting(weighting)
     if len(per_track):
         inc = per_track["included"].to_numpy(bool)
         d = per_track["diameter_nm"].to_numpy(float)[inc]
